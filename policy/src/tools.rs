@@ -1,0 +1,118 @@
+//! What a tool name means, across agents. Kept as data: each agent names the same capability
+//! differently (`Bash`, `run_shell_command`, `Shell`), and rules should not have to list them.
+
+use crate::envelope::ActionType;
+
+/// The capability behind a tool name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolKind {
+    Shell,
+    Read,
+    Write,
+    Fetch,
+    Mcp,
+    Other,
+}
+
+/// Lowercased tool names per kind, for Claude Code, Codex, Cursor, Gemini CLI, Cline and others.
+const TOOL_KINDS: &[(ToolKind, &[&str])] = &[
+    (
+        ToolKind::Shell,
+        &[
+            "bash",
+            "shell",
+            "run_shell_command",
+            "exec_command",
+            "local_shell",
+            "shell_command",
+            "execute_command",
+            "run_terminal_cmd",
+            "terminal",
+            "container.exec",
+        ],
+    ),
+    (
+        ToolKind::Read,
+        &[
+            "read",
+            "read_file",
+            "read_many_files",
+            "notebookread",
+            "view",
+            "view_file",
+            "open_file",
+        ],
+    ),
+    (
+        ToolKind::Write,
+        &[
+            "write",
+            "edit",
+            "multiedit",
+            "notebookedit",
+            "write_file",
+            "replace",
+            "edit_file",
+            "apply_patch",
+            "create_file",
+            "write_to_file",
+            "replace_in_file",
+            "str_replace_editor",
+        ],
+    ),
+    (
+        ToolKind::Fetch,
+        &["webfetch", "web_fetch", "fetch", "websearch", "google_web_search", "web_search"],
+    ),
+];
+
+/// Classifies a tool name (case-insensitive). `mcp__server__tool` names are MCP tools.
+pub fn classify(tool_name: &str) -> ToolKind {
+    let lower = tool_name.to_ascii_lowercase();
+    if lower.starts_with("mcp__") {
+        return ToolKind::Mcp;
+    }
+    TOOL_KINDS
+        .iter()
+        .find(|(_, names)| names.contains(&lower.as_str()))
+        .map(|(kind, _)| *kind)
+        .unwrap_or(ToolKind::Other)
+}
+
+impl ToolKind {
+    /// The action a call of this tool amounts to, so `action: [file.read]` in a rule covers a
+    /// `Read` tool call as well as an observed `open()`.
+    pub fn implied_action(self) -> Option<ActionType> {
+        match self {
+            ToolKind::Shell => Some(ActionType::ProcessExec),
+            ToolKind::Read => Some(ActionType::FileRead),
+            ToolKind::Write => Some(ActionType::FileWrite),
+            ToolKind::Mcp => Some(ActionType::McpCall),
+            ToolKind::Fetch | ToolKind::Other => None,
+        }
+    }
+}
+
+/// Splits `mcp__server__tool` into its server and tool.
+pub fn split_mcp_tool_name(tool_name: &str) -> Option<(&str, &str)> {
+    let rest = tool_name.strip_prefix("mcp__")?;
+    let (server, tool) = rest.split_once("__")?;
+    (!server.is_empty() && !tool.is_empty()).then_some((server, tool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_across_agents() {
+        assert_eq!(classify("Bash"), ToolKind::Shell);
+        assert_eq!(classify("run_shell_command"), ToolKind::Shell);
+        assert_eq!(classify("read_file"), ToolKind::Read);
+        assert_eq!(classify("MultiEdit"), ToolKind::Write);
+        assert_eq!(classify("mcp__github__create_issue"), ToolKind::Mcp);
+        assert_eq!(classify("TodoWrite"), ToolKind::Other);
+        assert_eq!(split_mcp_tool_name("mcp__github__create_issue"), Some(("github", "create_issue")));
+        assert_eq!(split_mcp_tool_name("mcp__x"), None);
+    }
+}
