@@ -3,9 +3,10 @@
 //! Pure and synchronous: no I/O, no async, so the daemon, the CLI's offline fallback and the
 //! relay evaluate exactly the same way, and benchmarks measure only the logic.
 
-// TEMP pub mod default_pack;
+pub mod default_pack;
 pub mod envelope;
 pub mod risk;
+pub mod shape;
 pub mod rules;
 pub mod tools;
 

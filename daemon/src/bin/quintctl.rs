@@ -1,1 +1,213 @@
-fn main(){}
+//! quintctl: Quint's command line — status, events, policy tools, audit, and the agent hook.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use quint_daemon::config::Config;
+use quint_daemon::ctl::{self, hooks_install::Scope, policy::EvalInput};
+use quint_daemon::hook::Agent;
+use quint_daemon::store::outbox::EventFilter;
+use quint_policy::rules::spec::TestCase;
+use quint_policy::{ActionType, Decision};
+
+#[derive(Parser)]
+#[command(name = "quintctl", version, about = "See and control what AI coding agents do on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Whether this machine is protected: daemon, policy, counts, sessions, outbox.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The agent hook entry point: reads the agent's hook JSON on stdin, answers in its format.
+    Hook {
+        /// claude-code, cursor, codex or gemini-cli
+        agent: String,
+    },
+    /// Install or remove Quint's hook in agents' settings.
+    Hooks {
+        #[command(subcommand)]
+        action: HooksAction,
+    },
+    /// Recorded actions.
+    Events {
+        /// Keep printing new events as they are recorded.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        session: Option<String>,
+        #[arg(long)]
+        decision: Option<Decision>,
+        /// How many of the newest events to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policy tools that work offline.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum HooksAction {
+    /// Merge Quint's hook into each installed agent's settings (idempotent, with a backup).
+    Install(HooksArgs),
+    /// Remove Quint's hook; restores the original file byte for byte when untouched since.
+    Uninstall(HooksArgs),
+}
+
+#[derive(Args)]
+struct HooksArgs {
+    /// Only these agents (repeatable); default: every agent detected in your home.
+    #[arg(long = "agent")]
+    agents: Vec<Agent>,
+    #[arg(long, value_enum, default_value_t = Scope::User)]
+    scope: Scope,
+    /// Show the diff, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Compile the default pack plus policy files; errors name file, line and rule.
+    Lint {
+        /// Files or directories (default: the configured policy.d).
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the `tests:` embedded in rules.
+    Test {
+        /// Files or directories to test on their own (default: everything in force).
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide on one event, given as an envelope (--event) or by flags.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// An event envelope as JSON: a file, or - for stdin.
+    #[arg(long, conflicts_with_all = ["action", "tool", "command", "path", "url"])]
+    event: Option<String>,
+    #[arg(long)]
+    action: Option<ActionType>,
+    #[arg(long)]
+    tool: Option<String>,
+    #[arg(long)]
+    platform: Option<String>,
+    #[arg(long)]
+    command: Option<String>,
+    #[arg(long)]
+    path: Option<PathBuf>,
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    mcp_server: Option<String>,
+    #[arg(long)]
+    mcp_tool: Option<String>,
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Policy files or directories to evaluate with (default: the configured policy.d).
+    #[arg(long = "policy")]
+    policy: Vec<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain and signed checkpoints; names the first altered record.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = Config::load();
+    // The hook must answer in the agent's convention even when the config is broken.
+    if let Command::Hook { agent } = &cli.command {
+        if let Err(e) = &config {
+            eprintln!("quint: {e}");
+        }
+        let answer = ctl::hook::run(agent, config.as_ref().ok());
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(answer.stdout.as_bytes());
+        let _ = stdout.flush();
+        eprint!("{}", answer.stderr);
+        return ExitCode::from(answer.exit_code as u8);
+    }
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("quintctl: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    let code = match cli.command {
+        Command::Hook { .. } => unreachable!("handled above"),
+        Command::Status { json } => ctl::status::run(&config, json),
+        Command::Hooks { action } => {
+            let (install, args) = match action {
+                HooksAction::Install(args) => (true, args),
+                HooksAction::Uninstall(args) => (false, args),
+            };
+            ctl::hooks_install::run(ctl::hooks_install::Request {
+                install,
+                agents: args.agents,
+                scope: args.scope,
+                dry_run: args.dry_run,
+                json: args.json,
+            })
+        }
+        Command::Events { follow, session, decision, limit, json } => {
+            let filter = EventFilter { session, decision, after_seq: None, limit: Some(limit) };
+            ctl::events::run(&config, filter, follow, json)
+        }
+        Command::Policy { action } => match action {
+            PolicyAction::Lint { paths, json } => ctl::policy::lint(&config, &paths, json),
+            PolicyAction::Test { paths, json } => ctl::policy::test(&config, &paths, json),
+            PolicyAction::Eval(args) => {
+                let input = match args.event {
+                    Some(from) => EvalInput::Envelope(from),
+                    None => EvalInput::Flags(TestCase {
+                        action: args.action,
+                        tool: args.tool,
+                        platform: args.platform,
+                        path: args.path.map(|p| p.display().to_string()),
+                        command: args.command,
+                        url: args.url,
+                        mcp_server: args.mcp_server,
+                        mcp_tool: args.mcp_tool,
+                        cwd: args.cwd,
+                    }),
+                };
+                ctl::policy::eval(&config, &args.policy, input, args.json)
+            }
+        },
+        Command::Audit { action: AuditAction::Verify { json } } => ctl::audit::verify(&config, json),
+    };
+    ExitCode::from(code as u8)
+}

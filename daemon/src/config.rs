@@ -1,0 +1,152 @@
+//! quintd's configuration: `/etc/quint/config.yaml`, overridden by `QUINT_CONFIG`,
+//! `QUINT_STATE_DIR` and `QUINT_SOCKET` so tests and unprivileged users can run a private daemon.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/quint/config.yaml";
+
+#[cfg(target_os = "macos")]
+const DEFAULT_STATE_DIR: &str = "/Library/Application Support/Quint";
+#[cfg(not(target_os = "macos"))]
+const DEFAULT_STATE_DIR: &str = "/var/lib/quint";
+const DEFAULT_SOCKET: &str = "/run/quint/quintd.sock";
+const DEFAULT_POLICY_DIR: &str = "/etc/quint/policy.d";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub policy_dir: PathBuf,
+    /// `info`, `debug`, … or a full `tracing` filter.
+    pub log_level: String,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    pub storage: StorageConfig,
+    pub hook: HookConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite `synchronous`: `normal` survives a crash of quintd (kill -9); `full` also
+    /// survives power loss, at the cost of an fsync per batch.
+    pub synchronous: String,
+    /// Sign an audit checkpoint after this many records (and at shutdown).
+    pub checkpoint_every: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookConfig {
+    /// How long `quintctl hook` waits for quintd before deciding with the local snapshot.
+    pub daemon_timeout_ms: u64,
+    /// Largest hook input accepted; larger input is blocked with a clear message.
+    pub max_input_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: DEFAULT_STATE_DIR.into(),
+            socket: DEFAULT_SOCKET.into(),
+            policy_dir: DEFAULT_POLICY_DIR.into(),
+            log_level: "info".into(),
+            log_format: "text".into(),
+            storage: StorageConfig::default(),
+            hook: HookConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { synchronous: "normal".into(), checkpoint_every: 1000 }
+    }
+}
+
+impl Default for HookConfig {
+    fn default() -> Self {
+        HookConfig { daemon_timeout_ms: 3000, max_input_bytes: 8 << 20 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {source}")]
+    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads the config the environment points at. A missing default file means defaults; a
+    /// missing file named by `QUINT_CONFIG` is an error, because someone asked for it.
+    pub fn load() -> Result<Config, ConfigError> {
+        let explicit = std::env::var_os("QUINT_CONFIG").map(PathBuf::from);
+        let path = explicit.clone().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into());
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) if text.trim().is_empty() => Config::default(),
+            Ok(text) => serde_yaml::from_str(&text)
+                .map_err(|source| ConfigError::Parse { path: path.clone(), source })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => Config::default(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        if let Some(dir) = std::env::var_os("QUINT_STATE_DIR") {
+            config.state_dir = dir.into();
+        }
+        if let Some(socket) = std::env::var_os("QUINT_SOCKET") {
+            config.socket = socket.into();
+        }
+        config.validate(&path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        if !matches!(self.storage.synchronous.as_str(), "normal" | "full") {
+            return Err(invalid(format!(
+                "storage.synchronous must be `normal` or `full`, not `{}`",
+                self.storage.synchronous
+            )));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(invalid(format!("log_format must be `text` or `json`, not `{}`", self.log_format)));
+        }
+        if self.storage.checkpoint_every == 0 {
+            return Err(invalid("storage.checkpoint_every must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.state_dir.join("quint.db")
+    }
+
+    /// Where hooks drop events when quintd cannot be reached; quintd ingests them later.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.state_dir.join("spool")
+    }
+
+    /// The last policy quintd loaded, readable by hooks for offline decisions.
+    pub fn policy_snapshot_path(&self) -> PathBuf {
+        self.state_dir.join("policy-snapshot.json")
+    }
+
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.state_dir.join("audit-signing.pk8")
+    }
+
+    pub fn audit_public_key_path(&self) -> PathBuf {
+        self.state_dir.join("audit-signing.pub")
+    }
+
+    pub fn hook_timeout(&self) -> Duration {
+        Duration::from_millis(self.hook.daemon_timeout_ms)
+    }
+}

@@ -1,0 +1,9 @@
+//! quintctl's subcommands, one module each.
+
+pub mod audit;
+pub mod events;
+pub mod hook;
+pub mod hooks_install;
+pub mod output;
+pub mod policy;
+pub mod status;

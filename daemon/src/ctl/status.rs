@@ -1,0 +1,117 @@
+//! `quintctl status`: one screen that says whether this machine is protected, and why not.
+
+use serde::Serialize;
+
+use super::output::{human_duration, print_fields, print_json};
+use crate::client::DaemonClient;
+use crate::config::Config;
+use crate::protocol::{DaemonStatus, Request};
+use crate::spool;
+
+#[derive(Serialize)]
+struct StatusReport {
+    protected: bool,
+    /// Why not protected, or what needs attention; empty when all is well.
+    problems: Vec<String>,
+    daemon: Option<DaemonStatus>,
+    /// Set when the daemon did not answer.
+    daemon_error: Option<String>,
+    spooled_offline: usize,
+}
+
+pub fn run(config: &Config, json: bool) -> i32 {
+    let client = DaemonClient::new(&config.socket, std::time::Duration::from_secs(5));
+    let (daemon, daemon_error) = match client.call::<DaemonStatus>(&Request::Status) {
+        Ok(status) => (Some(status), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut problems = Vec::new();
+    if let Some(error) = &daemon_error {
+        problems.push(format!("quintd is not answering ({error}); hooks decide with the last policy snapshot and spool events"));
+    }
+    if let Some(status) = &daemon {
+        if !status.policy.errors.is_empty() {
+            problems.push(format!(
+                "{} policy error(s): the files on disk are not in force, the last good policy is",
+                status.policy.errors.len()
+            ));
+        }
+    }
+    let report = StatusReport {
+        protected: daemon.is_some(),
+        problems,
+        spooled_offline: spool::pending(&config.spool_dir()),
+        daemon,
+        daemon_error,
+    };
+    if json {
+        print_json(&report);
+    } else {
+        print_human(&report);
+    }
+    if report.protected {
+        0
+    } else {
+        1
+    }
+}
+
+fn print_human(report: &StatusReport) {
+    let headline = match (report.protected, report.problems.is_empty()) {
+        (true, true) => "PROTECTED — quintd is running and enforcing policy",
+        (true, false) => "PROTECTED, with warnings",
+        (false, _) => "NOT PROTECTED — quintd is not running",
+    };
+    println!("Quint: {headline}");
+    for problem in &report.problems {
+        println!("  ! {problem}");
+    }
+    let Some(status) = &report.daemon else {
+        if report.spooled_offline > 0 {
+            println!("  {} event(s) decided offline wait in the spool for quintd", report.spooled_offline);
+        }
+        println!("  start it with `systemctl start quintd` (or run `quintd` for a private daemon)");
+        return;
+    };
+    println!();
+    print_fields(&[
+        ("daemon", format!("quintd {} (pid {}), up {}", status.version, status.pid, human_duration(status.uptime_seconds))),
+        (
+            "policy",
+            format!("{} rules, hash {}, from {} ({} files), loaded {}", status.policy.rules, status.policy.hash, status.policy.origin, status.policy.sources.len(), status.policy.loaded_at),
+        ),
+    ]);
+    for error in &status.policy.errors {
+        println!("    error: {error}");
+    }
+    let decisions = ["allow", "alert", "ask", "deny"]
+        .iter()
+        .map(|d| format!("{d} {}", status.decisions.get(*d).copied().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let collectors = status
+        .collectors
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.state))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    print_fields(&[
+        ("decisions", decisions),
+        (
+            "outbox",
+            format!(
+                "{} recorded, {} pending upload, audit head #{}, {} spooled, {} spool files rejected",
+                status.outbox.recorded, status.outbox.pending, status.outbox.audit_head_seq, status.outbox.spooled, status.outbox.spool_rejected
+            ),
+        ),
+        ("collectors", collectors),
+        ("sessions", format!("{} active in the last 30 min", status.active_sessions.len())),
+    ]);
+    for session in status.active_sessions.iter().take(5) {
+        println!(
+            "    {:<12} {:<40} {} actions, {} denied, last {}",
+            session.platform, session.session_id, session.actions, session.denials, session.last_seen
+        );
+    }
+    print_fields(&[("state", status.paths.state_dir.clone()), ("socket", status.paths.socket.clone())]);
+}

@@ -1,0 +1,215 @@
+//! Agent hooks: each agent's hook JSON in, an envelope out; a verdict in, the agent's own answer
+//! format and exit-code convention out. One module per agent; the shared shape lives here.
+
+mod claude_code;
+mod cursor;
+mod gemini_cli;
+
+use std::fmt;
+use std::str::FromStr;
+
+use quint_policy::{ActionType, Decision, Event, Source};
+use serde_json::{Map, Value};
+
+/// Agents whose hook protocol `quintctl hook` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    ClaudeCode,
+    Cursor,
+    Codex,
+    GeminiCli,
+}
+
+impl Agent {
+    pub const ALL: [Agent; 4] = [Agent::ClaudeCode, Agent::Cursor, Agent::Codex, Agent::GeminiCli];
+
+    /// The platform id used in events.
+    pub fn id(self) -> &'static str {
+        match self {
+            Agent::ClaudeCode => "claude-code",
+            Agent::Cursor => "cursor",
+            Agent::Codex => "codex",
+            Agent::GeminiCli => "gemini-cli",
+        }
+    }
+}
+
+impl fmt::Display for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl FromStr for Agent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Agent, String> {
+        Agent::ALL.into_iter().find(|a| a.id() == s).ok_or_else(|| {
+            format!(
+                "unknown agent `{s}`; quintctl hook supports: {}",
+                Agent::ALL.map(Agent::id).join(", ")
+            )
+        })
+    }
+}
+
+/// Whether the agent waits on this hook's answer to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    /// Before a tool runs: the answer can deny it.
+    PreAction,
+    /// Before a prompt is sent to the model: the answer can block it.
+    Prompt,
+    /// After the fact, or a lifecycle event: recorded, never blocking.
+    Observe,
+}
+
+/// A parsed hook call.
+#[derive(Debug, Clone)]
+pub struct HookCall {
+    pub kind: HookKind,
+    pub hook_event_name: String,
+    /// `None` for events Quint does not record (e.g. `Stop`, `Notification`).
+    pub event: Option<Event>,
+}
+
+/// What the process prints and exits with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookAnswer {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+}
+
+/// The verdict as the agent should hear it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub decision: Decision,
+    pub message: String,
+}
+
+/// Process facts of the hook invocation that the agent's JSON does not carry.
+#[derive(Debug, Clone, Default)]
+pub struct HookContext {
+    pub home: Option<String>,
+    pub user: Option<String>,
+    pub parent_pid: Option<u32>,
+}
+
+/// Parses an agent's hook input into an event (undecided).
+pub fn parse(agent: Agent, input: &Value, context: &HookContext) -> Result<HookCall, String> {
+    let object = input.as_object().ok_or("hook input is not a JSON object")?;
+    let call = match agent {
+        Agent::ClaudeCode | Agent::Codex => claude_code::parse(agent, object)?,
+        Agent::Cursor => cursor::parse(object)?,
+        Agent::GeminiCli => gemini_cli::parse(object)?,
+    };
+    Ok(HookCall { event: call.event.map(|e| with_context(e, object, context)), ..call })
+}
+
+/// Formats a verdict in the agent's convention.
+pub fn answer(agent: Agent, call: &HookCall, outcome: &Outcome) -> HookAnswer {
+    match agent {
+        Agent::ClaudeCode | Agent::Codex => claude_code::answer(agent, call, outcome),
+        Agent::Cursor => cursor::answer(call, outcome),
+        Agent::GeminiCli => gemini_cli::answer(call, outcome),
+    }
+}
+
+/// The answer to input Quint could not understand: block (pre-action conventions) with the
+/// reason, because letting an unreadable action through would be a silent allow.
+pub fn refuse(agent: Option<Agent>, message: &str) -> HookAnswer {
+    let text = format!("quint: {message}");
+    match agent {
+        // Cursor blocks on exit code 2 too; the JSON says why where it is read.
+        Some(Agent::Cursor) => HookAnswer {
+            stdout: cursor::permission_json("deny", &text).to_string(),
+            stderr: format!("{text}\n"),
+            exit_code: 2,
+        },
+        // Claude Code, Codex and Gemini CLI block on exit code 2 and show stderr.
+        _ => HookAnswer { stdout: String::new(), stderr: format!("{text}\n"), exit_code: 2 },
+    }
+}
+
+/// A neutral "carry on" answer that every agent accepts.
+fn proceed() -> HookAnswer {
+    HookAnswer { stdout: "{}".into(), stderr: String::new(), exit_code: 0 }
+}
+
+/// The event skeleton shared by all agents.
+fn base_event(agent: Agent, action: ActionType, session_id: Option<&str>, hook_event_name: &str) -> Event {
+    let session = session_id.filter(|s| !s.is_empty()).map(str::to_string);
+    let mut event = Event::new(Source::Hook, agent.id(), action, session.as_deref().unwrap_or(""));
+    event.labels.insert("hook_event".into(), hook_event_name.to_string());
+    event
+}
+
+/// The main object of a tool call: command line, path, URL or pattern.
+fn target_of(tool_input: &Value) -> Option<String> {
+    let object = tool_input.as_object()?;
+    for key in ["command", "cmd", "file_path", "path", "notebook_path", "absolute_path", "url", "pattern", "query"] {
+        match object.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
+            Some(Value::Array(argv)) if !argv.is_empty() => {
+                return Some(argv.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn string_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    object.get(key).and_then(Value::as_str)
+}
+
+/// Adds what every event gets from the hook's process and the common input fields.
+fn with_context(mut event: Event, object: &Map<String, Value>, context: &HookContext) -> Event {
+    if let Some(cwd) = string_field(object, "cwd").filter(|c| !c.is_empty()) {
+        event.labels.insert("cwd".into(), cwd.to_string());
+    }
+    for key in ["permission_mode", "transcript_path", "tool_use_id", "generation_id", "model"] {
+        if let Some(value) = string_field(object, key) {
+            event.labels.insert(key.into(), value.chars().take(512).collect());
+        }
+    }
+    if let Some(home) = &context.home {
+        event.labels.insert("home".into(), home.clone());
+    }
+    if let Some(user) = &context.user {
+        event.labels.insert("user".into(), user.clone());
+    }
+    if let Some(pid) = context.parent_pid {
+        event.labels.insert("hook_parent_pid".into(), pid.to_string());
+    }
+    if event.session_id.is_empty() {
+        // No agent session id: fall back to the agent process, which outlives each hook call.
+        event.session_id = format!("{}-pid-{}", event.platform, context.parent_pid.unwrap_or(0));
+    }
+    event.arguments = quint_policy::shape::shape_arguments(&event.arguments);
+    event
+}
+
+/// The short text an agent shows when Quint blocks or questions an action.
+pub fn explain(decision: Decision, rule_ids: &[String], reason: Option<&str>, offline: bool) -> String {
+    let verb = match decision {
+        Decision::Deny => "blocked",
+        Decision::Ask => "needs approval",
+        Decision::Alert => "allowed, flagged",
+        Decision::Allow => "allowed",
+    };
+    let mut text = format!("Quint policy: {verb}");
+    if let Some(reason) = reason {
+        text.push_str(&format!(": {reason}"));
+    }
+    if !rule_ids.is_empty() {
+        text.push_str(&format!(" [rule {}]", rule_ids.join(", ")));
+    }
+    if offline {
+        text.push_str(" (quintd unreachable; decided with the local policy snapshot)");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! The quintd socket protocol: one JSON request per line, one JSON reply per line.
+//!
+//! Replies are `{"ok":true,"result":…}` or `{"ok":false,"error":{"code","message"}}`; `follow`
+//! keeps the connection open and sends one `StoredEvent` per line.
+
+use quint_policy::{Decision, Event};
+use serde::{Deserialize, Serialize};
+
+use crate::store::outbox::EventFilter;
+
+/// Requests larger than this are refused: hooks shape bodies away before sending.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Decide on an action and record it; the reply comes after the record is committed.
+    Evaluate { event: Box<Event> },
+    Status,
+    Events { filter: EventFilter },
+    Follow { filter: EventFilter },
+    /// Ingest events spooled by hooks while quintd was unreachable, now.
+    IngestSpool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluateReply {
+    pub event_id: String,
+    pub decision: Decision,
+    pub rule_ids: Vec<String>,
+    pub reason: Option<String>,
+    pub risk_score: u8,
+    /// False when the same event id had already been recorded.
+    pub recorded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Reply {
+    pub fn ok(result: impl Serialize) -> Reply {
+        Reply { ok: true, result: Some(serde_json::to_value(result).unwrap_or_default()), error: None }
+    }
+
+    pub fn error(code: &str, message: impl Into<String>) -> Reply {
+        Reply { ok: false, result: None, error: Some(ErrorBody { code: code.into(), message: message.into() }) }
+    }
+
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+        line.push(b'\n');
+        line
+    }
+}
+
+/// What `quintctl status` shows; produced by quintd.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    pub policy: PolicyStatus,
+    /// Recorded actions by decision.
+    pub decisions: std::collections::BTreeMap<String, u64>,
+    pub active_sessions: Vec<crate::store::outbox::SessionSummary>,
+    pub outbox: OutboxStatus,
+    pub collectors: Vec<CollectorStatus>,
+    pub paths: PathsStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    pub hash: String,
+    pub rules: usize,
+    /// `layers` when built from the files as they are, `snapshot` when the files did not compile
+    /// at start and the last good policy is in force.
+    pub origin: String,
+    pub sources: Vec<String>,
+    pub loaded_at: String,
+    /// Errors of the newest policy files; non-empty means the files on disk are not in force.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxStatus {
+    /// Actions not yet acknowledged by a relay.
+    pub pending: u64,
+    pub recorded: u64,
+    pub audit_head_seq: u64,
+    /// Hook events waiting in the spool.
+    pub spooled: usize,
+    /// Spool files that could not be read and were set aside.
+    pub spool_rejected: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollectorStatus {
+    pub name: String,
+    /// `active`, `fallback` or `off`.
+    pub state: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PathsStatus {
+    pub state_dir: String,
+    pub socket: String,
+    pub policy_dir: String,
+    pub database: String,
+}

@@ -1,0 +1,600 @@
+//! quintd's core: the socket API, the single SQLite writer (group commit), policy hot reload
+//! and spool ingestion. An answer to an `evaluate` is sent only after its record is committed,
+//! so every answered hook call survives a `kill -9`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use quint_policy::shape::shape_arguments;
+use quint_policy::{Event, PolicyError, SCHEMA_VERSION};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::config::Config;
+use crate::policy_layers::{self, LoadedPolicy};
+use crate::protocol::{
+    CollectorStatus, DaemonStatus, EvaluateReply, OutboxStatus, PathsStatus, PolicyStatus, Reply, Request,
+    MAX_REQUEST_BYTES,
+};
+use crate::spool;
+use crate::store::outbox::{self, EventFilter};
+use crate::store::{open_reader, Appended, Recorder};
+
+/// Events per SQLite transaction at most; more waiting requests go into the next one.
+const MAX_BATCH_EVENTS: usize = 512;
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const SPOOL_INTERVAL: Duration = Duration::from_secs(2);
+const POLICY_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+struct WriteJob {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<Appended>, String>>,
+}
+
+enum WriterMessage {
+    Write(WriteJob),
+    Shutdown,
+}
+
+pub struct Daemon {
+    config: Config,
+    policy: RwLock<Arc<LoadedPolicy>>,
+    policy_errors: Mutex<Vec<PolicyError>>,
+    policy_fingerprint: Mutex<String>,
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+    writer: mpsc::Sender<WriterMessage>,
+    head: watch::Receiver<u64>,
+    connections: AtomicUsize,
+    connections_done: Notify,
+    spool_rejected: AtomicU64,
+    spool_lock: tokio::sync::Mutex<()>,
+    own_uid: u32,
+}
+
+impl Daemon {
+    fn current_policy(&self) -> Arc<LoadedPolicy> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Runs quintd until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    prepare_directories(&config)?;
+    let recorder = Recorder::open(&config)?;
+    let (head_tx, head_rx) = watch::channel(recorder.head().seq);
+    let (writer_tx, writer_rx) = mpsc::channel(4096);
+    let writer_thread = std::thread::Builder::new()
+        .name("quintd-writer".into())
+        .spawn(move || run_writer(recorder, writer_rx, head_tx))?;
+
+    let (loaded, errors) = match policy_layers::compile_layers(&config.policy_dir) {
+        Ok(loaded) => (loaded, Vec::new()),
+        Err(errors) => {
+            for error in &errors {
+                tracing::error!(%error, "policy file rejected; starting with the last good policy");
+            }
+            (policy_layers::fallback_policy(&config.policy_dir, &config.policy_snapshot_path()), errors)
+        }
+    };
+    if let Err(e) = policy_layers::write_snapshot(&config.policy_snapshot_path(), &loaded) {
+        tracing::warn!(error = %e, "cannot write the policy snapshot hooks use offline");
+    }
+    tracing::info!(hash = loaded.policy.hash(), rules = loaded.policy.rules().len(), "policy loaded");
+
+    let listener = bind_socket(&config.socket)?;
+    let daemon = Arc::new(Daemon {
+        policy_fingerprint: Mutex::new(policy_dir_fingerprint(&config.policy_dir)),
+        config,
+        policy: RwLock::new(Arc::new(loaded)),
+        policy_errors: Mutex::new(errors),
+        started: Instant::now(),
+        started_at: chrono::Utc::now(),
+        writer: writer_tx.clone(),
+        head: head_rx,
+        connections: AtomicUsize::new(0),
+        connections_done: Notify::new(),
+        spool_rejected: AtomicU64::new(0),
+        spool_lock: tokio::sync::Mutex::new(()),
+        own_uid: unsafe { libc::geteuid() },
+    });
+    tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
+
+    let _watcher = watch_policy_dir(daemon.clone());
+    tokio::spawn(poll_policy_dir(daemon.clone()));
+    tokio::spawn(ingest_spool_periodically(daemon.clone()));
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    daemon.connections.fetch_add(1, Ordering::SeqCst);
+                    let daemon = daemon.clone();
+                    tokio::spawn(async move {
+                        handle_connection(&daemon, stream).await;
+                        if daemon.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            daemon.connections_done.notify_waiters();
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+        }
+    }
+
+    // Stop taking connections, let the ones in flight finish (bounded), then flush the writer.
+    drop(listener);
+    let _ = std::fs::remove_file(&daemon.config.socket);
+    let deadline = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(deadline);
+    while daemon.connections.load(Ordering::SeqCst) > 0 {
+        tokio::select! {
+            _ = daemon.connections_done.notified() => {}
+            _ = &mut deadline => { tracing::warn!("in-flight requests did not finish within 5 s"); break; }
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    let _ = writer_tx.send(WriterMessage::Shutdown).await;
+    tokio::task::spawn_blocking(move || writer_thread.join()).await.ok();
+    tracing::info!("quintd stopped");
+    Ok(())
+}
+
+fn prepare_directories(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set_mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
+    // Hooks of every user read the snapshot and write the spool; nothing else here is theirs.
+    set_mode(&config.state_dir, 0o755)?;
+    let spool = config.spool_dir();
+    std::fs::create_dir_all(&spool)?;
+    set_mode(&spool, 0o1733)?;
+    if let Some(parent) = config.socket.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let _ = std::fs::create_dir_all(&config.policy_dir);
+    Ok(())
+}
+
+/// Binds the socket, refusing to steal it from a quintd that is still answering.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another quintd is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    // Every user's agents must reach a system daemon; a private daemon stays private.
+    let mode = if unsafe { libc::geteuid() } == 0 { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+fn run_writer(mut recorder: Recorder, mut jobs: mpsc::Receiver<WriterMessage>, head: watch::Sender<u64>) {
+    let mut shutting_down = false;
+    while !shutting_down {
+        let Some(first) = jobs.blocking_recv() else { break };
+        let mut batch = Vec::new();
+        match first {
+            WriterMessage::Write(job) => batch.push(job),
+            WriterMessage::Shutdown => break,
+        }
+        let mut events = batch[0].events.len();
+        while events < MAX_BATCH_EVENTS {
+            match jobs.try_recv() {
+                Ok(WriterMessage::Write(job)) => {
+                    events += job.events.len();
+                    batch.push(job);
+                }
+                Ok(WriterMessage::Shutdown) => {
+                    shutting_down = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let all: Vec<Event> = batch.iter().flat_map(|job| job.events.iter().cloned()).collect();
+        match recorder.append(&all) {
+            Ok(outcomes) => {
+                let mut rest = outcomes.as_slice();
+                for job in batch {
+                    let (mine, tail) = rest.split_at(job.events.len());
+                    rest = tail;
+                    let _ = job.reply.send(Ok(mine.to_vec()));
+                }
+                head.send_replace(recorder.head().seq);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = all.len(), "cannot record actions");
+                for job in batch {
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+    if let Err(e) = recorder.checkpoint() {
+        tracing::error!(error = %e, "cannot sign the final audit checkpoint");
+    }
+}
+
+impl Daemon {
+    async fn record(&self, events: Vec<Event>) -> Result<Vec<Appended>, String> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriterMessage::Write(WriteJob { events, reply }))
+            .await
+            .map_err(|_| "quintd is shutting down".to_string())?;
+        answer.await.map_err(|_| "the writer stopped".to_string())?
+    }
+
+    async fn evaluate(&self, mut event: Event, peer: Peer) -> Reply {
+        if event.schema_version != SCHEMA_VERSION {
+            return Reply::error(
+                "unsupported_schema",
+                format!("schema_version {} is not supported (expected {SCHEMA_VERSION})", event.schema_version),
+            );
+        }
+        peer.label(&mut event, self.own_uid);
+        event.arguments = shape_arguments(&event.arguments);
+        let verdict = self.current_policy().policy.evaluate(&event);
+        verdict.apply_to(&mut event);
+        let event_id = event.event_id.to_string();
+        if verdict.decision > quint_policy::Decision::Allow {
+            tracing::info!(%event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
+        }
+        match self.record(vec![event]).await {
+            Ok(outcomes) => Reply::ok(EvaluateReply {
+                event_id,
+                decision: verdict.decision,
+                rule_ids: verdict.rule_ids,
+                reason: verdict.reason,
+                risk_score: verdict.risk_score,
+                recorded: outcomes.first() != Some(&Appended::Duplicate),
+            }),
+            Err(message) => Reply::error("storage", message),
+        }
+    }
+
+    async fn status(&self) -> anyhow::Result<DaemonStatus> {
+        let database = self.config.database_path();
+        let (decisions, pending, sessions) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let conn = open_reader(&database)?;
+            let since = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            Ok((outbox::decision_counts(&conn)?, outbox::pending_count(&conn)?, outbox::sessions_since(&conn, &since)?))
+        })
+        .await??;
+        let loaded = self.current_policy();
+        let errors = self.policy_errors.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect();
+        let config = &self.config;
+        Ok(DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            started_at: self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            policy: PolicyStatus {
+                hash: loaded.policy.hash().into(),
+                rules: loaded.policy.rules().len(),
+                origin: loaded.origin.into(),
+                sources: loaded.sources.iter().map(|s| s.name.clone()).collect(),
+                loaded_at: loaded.loaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                errors,
+            },
+            outbox: OutboxStatus {
+                pending,
+                recorded: decisions.values().sum(),
+                audit_head_seq: *self.head.borrow(),
+                spooled: spool::pending(&config.spool_dir()),
+                spool_rejected: self.spool_rejected.load(Ordering::Relaxed),
+            },
+            decisions,
+            active_sessions: sessions,
+            collectors: collectors(),
+            paths: PathsStatus {
+                state_dir: config.state_dir.display().to_string(),
+                socket: config.socket.display().to_string(),
+                policy_dir: config.policy_dir.display().to_string(),
+                database: config.database_path().display().to_string(),
+            },
+        })
+    }
+
+    async fn events(&self, filter: EventFilter) -> anyhow::Result<Vec<outbox::StoredEvent>> {
+        let database = self.config.database_path();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            Ok(outbox::query_events(&open_reader(&database)?, &filter)?)
+        })
+        .await?
+    }
+
+    /// Streams new events to the client until it goes away.
+    async fn follow(&self, mut filter: EventFilter, stream: &mut tokio::net::unix::OwnedWriteHalf) {
+        let mut head = self.head.clone();
+        if filter.after_seq.is_none() {
+            filter.after_seq = Some(*head.borrow());
+        }
+        filter.limit = Some(500);
+        loop {
+            let events = match self.events(filter.clone()).await {
+                Ok(events) => events,
+                Err(e) => {
+                    let _ = stream.write_all(&Reply::error("storage", e.to_string()).to_line()).await;
+                    return;
+                }
+            };
+            let mut fetched = 0;
+            for stored in events {
+                fetched += 1;
+                filter.after_seq = Some(stored.seq);
+                if stream.write_all(&Reply::ok(&stored).to_line()).await.is_err() {
+                    return;
+                }
+            }
+            if fetched < 500 {
+                // Wake on the next commit, and now and then to notice a client that left.
+                let _ = tokio::time::timeout(Duration::from_secs(1), head.changed()).await;
+                if stream.write_all(b"").await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ingests spooled hook events; returns how many were newly recorded.
+    async fn ingest_spool(&self) -> usize {
+        let _guard = self.spool_lock.lock().await;
+        let dir = self.config.spool_dir();
+        let mut total = 0;
+        loop {
+            let entries = match tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || spool::read(&dir, 500)
+            })
+            .await
+            {
+                Ok(Ok(entries)) if !entries.is_empty() => entries,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the spool");
+                    return total;
+                }
+                _ => return total,
+            };
+            let mut events = Vec::new();
+            let mut paths = Vec::new();
+            for entry in entries {
+                match entry.event {
+                    Ok(mut event) => {
+                        event.labels.insert("spooled".into(), "true".into());
+                        event.labels.insert("peer_uid".into(), entry.owner_uid.to_string());
+                        event.arguments = shape_arguments(&event.arguments);
+                        events.push(event);
+                        paths.push(entry.path);
+                    }
+                    Err(reason) => {
+                        self.spool_rejected.fetch_add(1, Ordering::Relaxed);
+                        match spool::quarantine(&dir, &entry.path) {
+                            Ok(kept) => tracing::warn!(file = %kept.display(), %reason, "unreadable spool file set aside"),
+                            Err(e) => tracing::error!(file = %entry.path.display(), error = %e, "cannot set aside a spool file"),
+                        }
+                    }
+                }
+            }
+            if events.is_empty() {
+                continue;
+            }
+            match self.record(events).await {
+                Ok(outcomes) => {
+                    total += outcomes.iter().filter(|o| matches!(o, Appended::Recorded(_))).count();
+                    for path in paths {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+                Err(message) => {
+                    tracing::error!(%message, "cannot record spooled events; they stay in the spool");
+                    return total;
+                }
+            }
+        }
+    }
+
+    fn reload_policy(&self) {
+        let fingerprint = policy_dir_fingerprint(&self.config.policy_dir);
+        *self.policy_fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
+        match policy_layers::compile_layers(&self.config.policy_dir) {
+            Ok(loaded) => {
+                self.policy_errors.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                if loaded.policy.hash() == self.current_policy().policy.hash() {
+                    return;
+                }
+                if let Err(e) = policy_layers::write_snapshot(&self.config.policy_snapshot_path(), &loaded) {
+                    tracing::warn!(error = %e, "cannot write the policy snapshot");
+                }
+                tracing::info!(hash = loaded.policy.hash(), rules = loaded.policy.rules().len(), "policy reloaded");
+                *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+            }
+            Err(errors) => {
+                for error in &errors {
+                    tracing::error!(%error, "policy file rejected; keeping the last good policy");
+                }
+                *self.policy_errors.lock().unwrap_or_else(|e| e.into_inner()) = errors;
+            }
+        }
+    }
+}
+
+fn collectors() -> Vec<CollectorStatus> {
+    let entry = |name: &str, state: &str, detail: &str| CollectorStatus {
+        name: name.into(),
+        state: state.into(),
+        detail: detail.into(),
+    };
+    vec![
+        entry("hooks", "active", "agent hooks answered over the socket"),
+        entry("spool", "active", "events decided offline by hooks are ingested every 2 s"),
+        entry("mcp", "off", "MCP gateway not in this build"),
+        entry("process", "off", "process collector not in this build"),
+        entry("file", "off", "file collector not in this build"),
+    ]
+}
+
+/// The client on the other end of the socket, from the kernel (SO_PEERCRED), not from its words.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: Option<i32>,
+}
+
+impl Peer {
+    fn of(stream: &UnixStream) -> Option<Peer> {
+        stream.peer_cred().ok().map(|c| Peer { uid: c.uid(), gid: c.gid(), pid: c.pid() })
+    }
+
+    fn label(&self, event: &mut Event, own_uid: u32) {
+        event.labels.insert("peer_uid".into(), self.uid.to_string());
+        event.labels.insert("peer_gid".into(), self.gid.to_string());
+        if let Some(pid) = self.pid {
+            event.labels.insert("peer_pid".into(), pid.to_string());
+        }
+        // A system daemon does not take a user's word for their home directory.
+        if self.uid != own_uid {
+            match home_of(self.uid) {
+                Some(home) => event.labels.insert("home".into(), home),
+                None => event.labels.remove("home"),
+            };
+        }
+    }
+}
+
+fn home_of(uid: u32) -> Option<String> {
+    let mut buffer = vec![0u8; 4096];
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into our buffers only, and we read pw_dir only on success.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr().cast(), buffer.len(), &mut result) };
+    if rc != 0 || result.is_null() || entry.pw_dir.is_null() {
+        return None;
+    }
+    let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+    Some(dir.to_string_lossy().into_owned())
+}
+
+async fn handle_connection(daemon: &Daemon, stream: UnixStream) {
+    let peer = Peer::of(&stream).unwrap_or(Peer { uid: u32::MAX, gid: u32::MAX, pid: None });
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64 + 1);
+    let mut line = Vec::new();
+    let reply = match tokio::time::timeout(REQUEST_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => Reply::error("timeout", "no complete request within 5 s"),
+        Ok(Err(e)) => Reply::error("io", e.to_string()),
+        Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => Reply::error(
+            "too_large",
+            format!("request larger than {MAX_REQUEST_BYTES} bytes; hooks shape bodies before sending"),
+        ),
+        Ok(Ok(0)) => return,
+        Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
+            Err(e) => Reply::error("bad_request", format!("malformed request: {e}")),
+            Ok(Request::Follow { filter }) => {
+                daemon.follow(filter, &mut write).await;
+                return;
+            }
+            Ok(request) => dispatch(daemon, request, peer).await,
+        },
+    };
+    if reply.error.is_some() {
+        tracing::debug!(error = ?reply.error, peer_pid = ?peer.pid, "request refused");
+    }
+    let _ = write.write_all(&reply.to_line()).await;
+}
+
+async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
+    match request {
+        Request::Evaluate { event } => daemon.evaluate(*event, peer).await,
+        Request::Status => match daemon.status().await {
+            Ok(status) => Reply::ok(status),
+            Err(e) => Reply::error("storage", e.to_string()),
+        },
+        Request::Events { filter } => match daemon.events(filter).await {
+            Ok(events) => Reply::ok(events),
+            Err(e) => Reply::error("storage", e.to_string()),
+        },
+        Request::IngestSpool => Reply::ok(serde_json::json!({ "ingested": daemon.ingest_spool().await })),
+        Request::Follow { .. } => Reply::error("bad_request", "follow is a streaming request"),
+    }
+}
+
+async fn ingest_spool_periodically(daemon: Arc<Daemon>) {
+    loop {
+        let ingested = daemon.ingest_spool().await;
+        if ingested > 0 {
+            tracing::info!(ingested, "spooled hook events recorded");
+        }
+        tokio::time::sleep(SPOOL_INTERVAL).await;
+    }
+}
+
+/// Names, sizes and modification times of the policy files: a change means reload.
+fn policy_dir_fingerprint(dir: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(dir) else { return String::new() };
+    let mut parts: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+            Some(format!("{}:{}:{}", e.file_name().to_string_lossy(), meta.len(), modified))
+        })
+        .collect();
+    parts.sort();
+    parts.join("|")
+}
+
+/// inotify/FSEvents on the policy directory; a reload follows each burst of changes.
+fn watch_policy_dir(daemon: Arc<Daemon>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "cannot watch the policy directory; polling every 5 s"))
+    .ok()?;
+    if let Err(e) = watcher.watch(&daemon.config.policy_dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, dir = %daemon.config.policy_dir.display(), "cannot watch the policy directory; polling every 5 s");
+        return None;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Editors write in several steps: wait for the burst to end.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while rx.try_recv().is_ok() {}
+            daemon.reload_policy();
+        }
+    });
+    Some(watcher)
+}
+
+/// A safety net for file systems where change notification is missed.
+async fn poll_policy_dir(daemon: Arc<Daemon>) {
+    loop {
+        tokio::time::sleep(POLICY_POLL_INTERVAL).await;
+        let current = policy_dir_fingerprint(&daemon.config.policy_dir);
+        let changed = *daemon.policy_fingerprint.lock().unwrap_or_else(|e| e.into_inner()) != current;
+        if changed {
+            daemon.reload_policy();
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Local storage in SQLite (WAL): the outbox of actions and the audit chain, written together
+//! in one transaction per batch so an answered hook call is always on disk.
+
+pub mod audit;
+pub mod outbox;
+
+use std::path::Path;
+
+use anyhow::Context;
+use quint_policy::{Decision, Event};
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::config::Config;
+use audit::{record_hash, sha256, AuditSigner, ChainHead};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS actions (
+    seq          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    timestamp    TEXT NOT NULL,
+    session_id   TEXT NOT NULL,
+    platform     TEXT NOT NULL,
+    action_type  TEXT NOT NULL,
+    decision     TEXT NOT NULL,
+    risk_score   INTEGER NOT NULL,
+    payload      TEXT NOT NULL,
+    -- 0 pending upload, 1 acknowledged by the relay, 2 rejected by the relay
+    upload_state INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS actions_pending ON actions (upload_state, seq);
+CREATE INDEX IF NOT EXISTS actions_session ON actions (session_id, seq);
+CREATE INDEX IF NOT EXISTS actions_decision ON actions (decision, seq);
+
+CREATE TABLE IF NOT EXISTS audit (
+    seq            INTEGER PRIMARY KEY,
+    event_id       TEXT NOT NULL,
+    payload_sha256 TEXT NOT NULL,
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq       INTEGER PRIMARY KEY,
+    hash      TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    platform   TEXT NOT NULL,
+    agent_pid  INTEGER,
+    cwd        TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL,
+    actions    INTEGER NOT NULL DEFAULT 0,
+    denials    INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// Opens (creating if needed) the database with WAL and the schema in place.
+pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        anyhow::bail!(
+            "{} has schema version {version}, newer than this quintd understands ({SCHEMA_VERSION}); upgrade quintd",
+            path.display()
+        );
+    }
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(conn)
+}
+
+/// A read-only connection for queries that must not block the writer.
+pub fn open_reader(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_context(|| format!("opening {} read-only", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The single writer: appends actions and their audit records.
+pub struct Recorder {
+    conn: Connection,
+    head: ChainHead,
+    signer: AuditSigner,
+    since_checkpoint: u64,
+    checkpoint_every: u64,
+}
+
+/// What happened to one event handed to `append`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Recorded(u64),
+    /// Already stored (a spool file ingested twice, a retried request): nothing written.
+    Duplicate,
+}
+
+impl Recorder {
+    pub fn open(config: &Config) -> anyhow::Result<Recorder> {
+        let conn = open_database(&config.database_path(), &config.storage.synchronous)?;
+        let signer = AuditSigner::load_or_create(&config.audit_key_path(), &config.audit_public_key_path())?;
+        let head = audit::read_head(&conn)?;
+        Ok(Recorder { conn, head, signer, since_checkpoint: 0, checkpoint_every: config.storage.checkpoint_every })
+    }
+
+    pub fn head(&self) -> ChainHead {
+        self.head
+    }
+
+    /// Appends a batch in one transaction; on error nothing of the batch is kept.
+    pub fn append(&mut self, events: &[Event]) -> anyhow::Result<Vec<Appended>> {
+        let tx = self.conn.transaction()?;
+        let mut head = self.head;
+        let mut outcomes = Vec::with_capacity(events.len());
+        {
+            let mut exists = tx.prepare_cached("SELECT 1 FROM actions WHERE event_id = ?1")?;
+            let mut insert_action = tx.prepare_cached(
+                "INSERT INTO actions (seq, event_id, timestamp, session_id, platform, action_type, decision, risk_score, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut insert_audit = tx.prepare_cached(
+                "INSERT INTO audit (seq, event_id, payload_sha256, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut upsert_session = tx.prepare_cached(
+                "INSERT INTO sessions (session_id, platform, agent_pid, cwd, first_seen, last_seen, actions, denials)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6)
+                 ON CONFLICT (session_id) DO UPDATE SET
+                    last_seen = max(last_seen, excluded.last_seen),
+                    agent_pid = coalesce(excluded.agent_pid, agent_pid),
+                    cwd = coalesce(excluded.cwd, cwd),
+                    actions = actions + 1,
+                    denials = denials + excluded.denials",
+            )?;
+            for event in events {
+                let event_id = event.event_id.to_string();
+                if exists.exists([&event_id])? {
+                    outcomes.push(Appended::Duplicate);
+                    continue;
+                }
+                let payload = serde_json::to_string(event)?;
+                let payload_sha = sha256(payload.as_bytes());
+                let seq = head.seq + 1;
+                let hash = record_hash(&head.hash, seq, &event_id, &payload_sha);
+                let timestamp = quint_timestamp(event);
+                insert_action.execute(params![
+                    seq as i64,
+                    event_id,
+                    timestamp,
+                    event.session_id,
+                    event.platform,
+                    event.action_type.as_str(),
+                    event.decision.as_str(),
+                    event.risk_score,
+                    payload
+                ])?;
+                insert_audit.execute(params![
+                    seq as i64,
+                    event_id,
+                    hex::encode(payload_sha),
+                    hex::encode(head.hash),
+                    hex::encode(hash)
+                ])?;
+                upsert_session.execute(params![
+                    event.session_id,
+                    event.platform,
+                    event.agent_pid,
+                    event.labels.get("cwd"),
+                    timestamp,
+                    (event.decision == Decision::Deny) as i64
+                ])?;
+                head = ChainHead { seq, hash };
+                outcomes.push(Appended::Recorded(seq));
+            }
+        }
+        let recorded = head.seq - self.head.seq;
+        if self.since_checkpoint + recorded >= self.checkpoint_every {
+            self.signer.checkpoint(&tx, head)?;
+            self.since_checkpoint = 0;
+        } else {
+            self.since_checkpoint += recorded;
+        }
+        tx.commit()?;
+        self.head = head;
+        Ok(outcomes)
+    }
+
+    /// Signs the current head, so a deletion of the newest records is detectable too.
+    pub fn checkpoint(&mut self) -> anyhow::Result<()> {
+        if self.since_checkpoint > 0 {
+            self.signer.checkpoint(&self.conn, self.head)?;
+            self.since_checkpoint = 0;
+        }
+        Ok(())
+    }
+}
+
+fn quint_timestamp(event: &Event) -> String {
+    event.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quint_policy::{ActionType, Source};
+
+    fn config(dir: &Path) -> Config {
+        Config { state_dir: dir.to_path_buf(), ..Config::default() }
+    }
+
+    fn event(decision: Decision) -> Event {
+        let mut event = Event::new(Source::Hook, "claude-code", ActionType::ToolCall, "session-1");
+        event.decision = decision;
+        event
+    }
+
+    fn verify(config: &Config) -> audit::VerifyReport {
+        let conn = open_reader(&config.database_path()).unwrap();
+        let key = std::fs::read_to_string(config.audit_public_key_path()).unwrap();
+        audit::verify(&conn, &key).unwrap()
+    }
+
+    #[test]
+    fn appends_are_idempotent_and_chain_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let mut recorder = Recorder::open(&config).unwrap();
+        let batch: Vec<Event> = (0..5).map(|_| event(Decision::Allow)).collect();
+        let outcomes = recorder.append(&batch).unwrap();
+        assert_eq!(outcomes.last(), Some(&Appended::Recorded(5)));
+        assert_eq!(recorder.append(&batch[..2]).unwrap(), vec![Appended::Duplicate; 2]);
+        recorder.checkpoint().unwrap();
+        drop(recorder);
+        let report = verify(&config);
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!((report.records, report.checkpoints), (5, 1));
+        // A reopened recorder continues the same chain.
+        let mut recorder = Recorder::open(&config).unwrap();
+        recorder.append(&[event(Decision::Deny)]).unwrap();
+        drop(recorder);
+        assert!(verify(&config).ok());
+    }
+
+    #[test]
+    fn verify_names_the_edited_and_the_deleted_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let mut recorder = Recorder::open(&config).unwrap();
+        let batch: Vec<Event> = (0..10).map(|_| event(Decision::Deny)).collect();
+        recorder.append(&batch).unwrap();
+        recorder.checkpoint().unwrap();
+        drop(recorder);
+        let conn = Connection::open(config.database_path()).unwrap();
+        conn.execute("UPDATE actions SET payload = replace(payload, '\"deny\"', '\"allow\"'), decision = 'allow' WHERE seq = 4", [])
+            .unwrap();
+        let report = verify(&config);
+        assert_eq!(report.problems[0].seq, 4);
+        assert_eq!(report.problems[0].event_id.as_deref(), Some(batch[3].event_id.to_string().as_str()));
+        assert!(report.problems[0].message.contains("action edited"));
+
+        conn.execute("DELETE FROM audit WHERE seq >= 9", []).unwrap();
+        conn.execute("DELETE FROM actions WHERE seq >= 9", []).unwrap();
+        let report = verify(&config);
+        assert!(report.problems.iter().any(|p| p.message.contains("records were deleted")), "{:?}", report.problems);
+    }
+}

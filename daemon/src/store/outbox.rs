@@ -1,0 +1,117 @@
+//! Reading the outbox: event listings, counters and sessions for `quintctl`.
+
+use std::collections::BTreeMap;
+
+use quint_policy::Decision;
+use rusqlite::{params_from_iter, Connection};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Only events recorded after this sequence number (for `--follow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// An event as stored, with its position in the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub event: serde_json::Value,
+}
+
+const MAX_LIMIT: usize = 10_000;
+
+/// Events matching the filter, oldest first. Without `after_seq` these are the newest `limit`.
+pub fn query_events(conn: &Connection, filter: &EventFilter) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut clauses = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    if let Some(session) = &filter.session {
+        values.push(session.clone());
+        clauses.push(format!("session_id = ?{}", values.len()));
+    }
+    if let Some(decision) = filter.decision {
+        values.push(decision.as_str().to_string());
+        clauses.push(format!("decision = ?{}", values.len()));
+    }
+    if let Some(after) = filter.after_seq {
+        values.push(after.to_string());
+        clauses.push(format!("seq > CAST(?{} AS INTEGER)", values.len()));
+    }
+    let limit = filter.limit.unwrap_or(50).min(MAX_LIMIT);
+    let where_clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    // Following reads forward from a position; a plain listing shows the newest events.
+    let order = if filter.after_seq.is_some() { "ASC" } else { "DESC" };
+    let sql = format!("SELECT seq, payload FROM actions {where_clause} ORDER BY seq {order} LIMIT {limit}");
+    let mut statement = conn.prepare(&sql)?;
+    let mut events: Vec<StoredEvent> = statement
+        .query_map(params_from_iter(values.iter()), |row| {
+            let payload: String = row.get(1)?;
+            Ok(StoredEvent {
+                seq: row.get::<_, i64>(0)? as u64,
+                event: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    if order == "DESC" {
+        events.reverse();
+    }
+    Ok(events)
+}
+
+pub fn decision_counts(conn: &Connection) -> rusqlite::Result<BTreeMap<String, u64>> {
+    let mut counts: BTreeMap<String, u64> = Decision::ALL.iter().map(|d| (d.to_string(), 0)).collect();
+    let mut statement = conn.prepare("SELECT decision, count(*) FROM actions GROUP BY decision")?;
+    for row in statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))? {
+        let (decision, count) = row?;
+        counts.insert(decision, count as u64);
+    }
+    Ok(counts)
+}
+
+/// Actions not yet acknowledged by a relay.
+pub fn pending_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT count(*) FROM actions WHERE upload_state = 0", [], |row| row.get::<_, i64>(0))
+        .map(|n| n as u64)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub session_id: String,
+    pub platform: String,
+    pub agent_pid: Option<u32>,
+    pub cwd: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub actions: u64,
+    pub denials: u64,
+}
+
+/// Sessions with an action since `since` (RFC 3339), newest first.
+pub fn sessions_since(conn: &Connection, since: &str) -> rusqlite::Result<Vec<SessionSummary>> {
+    let mut statement = conn.prepare(
+        "SELECT session_id, platform, agent_pid, cwd, first_seen, last_seen, actions, denials
+         FROM sessions WHERE last_seen >= ?1 ORDER BY last_seen DESC LIMIT 100",
+    )?;
+    let sessions = statement
+        .query_map([since], |row| {
+            Ok(SessionSummary {
+                session_id: row.get(0)?,
+                platform: row.get(1)?,
+                agent_pid: row.get(2)?,
+                cwd: row.get(3)?,
+                first_seen: row.get(4)?,
+                last_seen: row.get(5)?,
+                actions: row.get::<_, i64>(6)? as u64,
+                denials: row.get::<_, i64>(7)? as u64,
+            })
+        })?
+        .collect();
+    sessions
+}
