@@ -13,7 +13,10 @@ use crate::protocol::{Reply, Request};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("quintd is not reachable at {socket}: {source}")]
-    Unreachable { socket: PathBuf, source: std::io::Error },
+    Unreachable {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
     #[error("quintd did not answer within {0:?}")]
     Timeout(Duration),
     #[error("quintd refused the request ({code}): {message}")]
@@ -29,12 +32,18 @@ pub struct DaemonClient {
 
 impl DaemonClient {
     pub fn new(socket: &Path, timeout: Duration) -> DaemonClient {
-        DaemonClient { socket: socket.to_path_buf(), timeout }
+        DaemonClient {
+            socket: socket.to_path_buf(),
+            timeout,
+        }
     }
 
     fn connect(&self) -> Result<UnixStream, ClientError> {
-        let stream = UnixStream::connect(&self.socket)
-            .map_err(|source| ClientError::Unreachable { socket: self.socket.clone(), source })?;
+        let stream =
+            UnixStream::connect(&self.socket).map_err(|source| ClientError::Unreachable {
+                socket: self.socket.clone(),
+                source,
+            })?;
         stream.set_read_timeout(Some(self.timeout)).ok();
         stream.set_write_timeout(Some(self.timeout)).ok();
         Ok(stream)
@@ -42,7 +51,8 @@ impl DaemonClient {
 
     fn send(&self, request: &Request) -> Result<BufReader<UnixStream>, ClientError> {
         let mut stream = self.connect()?;
-        let mut line = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
         stream.write_all(&line).map_err(|e| self.io_error(e))?;
         Ok(BufReader::new(stream))
@@ -50,8 +60,13 @@ impl DaemonClient {
 
     fn io_error(&self, error: std::io::Error) -> ClientError {
         match error.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::Timeout(self.timeout),
-            _ => ClientError::Unreachable { socket: self.socket.clone(), source: error },
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                ClientError::Timeout(self.timeout)
+            }
+            _ => ClientError::Unreachable {
+                socket: self.socket.clone(),
+                source: error,
+            },
         }
     }
 
@@ -61,7 +76,9 @@ impl DaemonClient {
         let mut line = String::new();
         let read = reader.read_line(&mut line).map_err(|e| self.io_error(e))?;
         if read == 0 {
-            return Err(ClientError::Protocol("quintd closed the connection without answering".into()));
+            return Err(ClientError::Protocol(
+                "quintd closed the connection without answering".into(),
+            ));
         }
         decode(&line)
     }
@@ -88,9 +105,14 @@ impl DaemonClient {
 }
 
 fn decode<T: DeserializeOwned>(line: &str) -> Result<T, ClientError> {
-    let reply: Reply = serde_json::from_str(line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let reply: Reply =
+        serde_json::from_str(line).map_err(|e| ClientError::Protocol(e.to_string()))?;
     if let Some(error) = reply.error {
-        return Err(ClientError::Refused { code: error.code, message: error.message });
+        return Err(ClientError::Refused {
+            code: error.code,
+            message: error.message,
+        });
     }
-    serde_json::from_value(reply.result.unwrap_or_default()).map_err(|e| ClientError::Protocol(e.to_string()))
+    serde_json::from_value(reply.result.unwrap_or_default())
+        .map_err(|e| ClientError::Protocol(e.to_string()))
 }

@@ -64,22 +64,34 @@ impl Default for Config {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { synchronous: "normal".into(), checkpoint_every: 1000 }
+        StorageConfig {
+            synchronous: "normal".into(),
+            checkpoint_every: 1000,
+        }
     }
 }
 
 impl Default for HookConfig {
     fn default() -> Self {
-        HookConfig { daemon_timeout_ms: 3000, max_input_bytes: 8 << 20 }
+        HookConfig {
+            daemon_timeout_ms: 3000,
+            max_input_bytes: 8 << 20,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {source}")]
-    Parse { path: PathBuf, source: serde_yaml::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
     #[error("invalid config {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -89,12 +101,18 @@ impl Config {
     /// missing file named by `QUINT_CONFIG` is an error, because someone asked for it.
     pub fn load() -> Result<Config, ConfigError> {
         let explicit = std::env::var_os("QUINT_CONFIG").map(PathBuf::from);
-        let path = explicit.clone().unwrap_or_else(|| DEFAULT_CONFIG_PATH.into());
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONFIG_PATH.into());
         let mut config = match std::fs::read_to_string(&path) {
             Ok(text) if text.trim().is_empty() => Config::default(),
-            Ok(text) => serde_yaml::from_str(&text)
-                .map_err(|source| ConfigError::Parse { path: path.clone(), source })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => Config::default(),
+            Ok(text) => serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                Config::default()
+            }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         if let Some(dir) = std::env::var_os("QUINT_STATE_DIR") {
@@ -108,7 +126,10 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         if !matches!(self.storage.synchronous.as_str(), "normal" | "full") {
             return Err(invalid(format!(
                 "storage.synchronous must be `normal` or `full`, not `{}`",
@@ -116,10 +137,15 @@ impl Config {
             )));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(invalid(format!("log_format must be `text` or `json`, not `{}`", self.log_format)));
+            return Err(invalid(format!(
+                "log_format must be `text` or `json`, not `{}`",
+                self.log_format
+            )));
         }
         if self.storage.checkpoint_every == 0 {
-            return Err(invalid("storage.checkpoint_every must be at least 1".into()));
+            return Err(invalid(
+                "storage.checkpoint_every must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -1,11 +1,11 @@
 //! quint-daemon: quintd (collect → decide → record) and quintctl (the CLI and agent hooks).
 
-pub mod config;
-pub mod store;
 pub mod client;
+pub mod config;
+pub mod ctl;
 pub mod hook;
-pub mod protocol;
 pub mod policy_layers;
+pub mod protocol;
 pub mod server;
 pub mod spool;
-pub mod ctl;
+pub mod store;

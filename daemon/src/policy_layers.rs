@@ -36,12 +36,20 @@ pub fn read_policy_dir(dir: &Path) -> (Vec<PolicySource>, Vec<PolicyError>) {
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            )
+        })
         .collect();
     paths.sort();
     for path in paths {
         match fs::read_to_string(&path) {
-            Ok(text) => sources.push(PolicySource { name: path.display().to_string(), text }),
+            Ok(text) => sources.push(PolicySource {
+                name: path.display().to_string(),
+                text,
+            }),
             Err(e) => errors.push(file_error(&path, &e.to_string())),
         }
     }
@@ -49,7 +57,12 @@ pub fn read_policy_dir(dir: &Path) -> (Vec<PolicySource>, Vec<PolicyError>) {
 }
 
 fn file_error(path: &Path, message: &str) -> PolicyError {
-    PolicyError { file: path.display().to_string(), line: None, rule_id: None, message: message.into() }
+    PolicyError {
+        file: path.display().to_string(),
+        line: None,
+        rule_id: None,
+        message: message.into(),
+    }
 }
 
 /// The default pack plus the directory's files, compiled; errors name file, line and rule.
@@ -61,7 +74,12 @@ pub fn compile_layers(dir: &Path) -> Result<LoadedPolicy, Vec<PolicyError>> {
     let mut sources = default_sources();
     sources.extend(local);
     let policy = Policy::compile(&sources)?;
-    Ok(LoadedPolicy { policy, sources, loaded_at: chrono::Utc::now(), origin: "layers" })
+    Ok(LoadedPolicy {
+        policy,
+        sources,
+        loaded_at: chrono::Utc::now(),
+        origin: "layers",
+    })
 }
 
 /// The policy to start with when the files do not compile: the last good snapshot if there is
@@ -80,7 +98,12 @@ pub fn fallback_policy(dir: &Path, snapshot: &Path) -> LoadedPolicy {
         }
     }
     let policy = Policy::compile(&sources).expect("the default pack compiles");
-    LoadedPolicy { policy, sources, loaded_at: chrono::Utc::now(), origin: "layers" }
+    LoadedPolicy {
+        policy,
+        sources,
+        loaded_at: chrono::Utc::now(),
+        origin: "layers",
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,7 +127,10 @@ pub fn write_snapshot(path: &Path, loaded: &LoadedPolicy) -> std::io::Result<()>
         sources: loaded
             .sources
             .iter()
-            .map(|s| SnapshotSource { name: s.name.clone(), text: s.text.clone() })
+            .map(|s| SnapshotSource {
+                name: s.name.clone(),
+                text: s.text.clone(),
+            })
             .collect(),
     };
     let temporary = path.with_extension("json.tmp");
@@ -120,8 +146,19 @@ pub fn write_snapshot(path: &Path, loaded: &LoadedPolicy) -> std::io::Result<()>
 pub fn load_snapshot(path: &Path) -> Option<LoadedPolicy> {
     let bytes = fs::read(path).ok()?;
     let snapshot: Snapshot = serde_json::from_slice(&bytes).ok()?;
-    let sources: Vec<PolicySource> =
-        snapshot.sources.into_iter().map(|s| PolicySource { name: s.name, text: s.text }).collect();
+    let sources: Vec<PolicySource> = snapshot
+        .sources
+        .into_iter()
+        .map(|s| PolicySource {
+            name: s.name,
+            text: s.text,
+        })
+        .collect();
     let policy = Policy::compile(&sources).ok()?;
-    Some(LoadedPolicy { policy, sources, loaded_at: chrono::Utc::now(), origin: "snapshot" })
+    Some(LoadedPolicy {
+        policy,
+        sources,
+        loaded_at: chrono::Utc::now(),
+        origin: "snapshot",
+    })
 }

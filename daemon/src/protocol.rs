@@ -11,14 +11,27 @@ use crate::store::outbox::EventFilter;
 /// Requests larger than this are refused: hooks shape bodies away before sending.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
+/// The rule id recorded when a hook blocks input it could not parse.
+pub const MALFORMED_INPUT_RULE: &str = "quint.malformed-hook-input";
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Decide on an action and record it; the reply comes after the record is committed.
-    Evaluate { event: Box<Event> },
+    Evaluate {
+        event: Box<Event>,
+    },
+    /// Record that a hook refused input it could not understand (always a deny).
+    RecordRefusal {
+        event: Box<Event>,
+    },
     Status,
-    Events { filter: EventFilter },
-    Follow { filter: EventFilter },
+    Events {
+        filter: EventFilter,
+    },
+    Follow {
+        filter: EventFilter,
+    },
     /// Ingest events spooled by hooks while quintd was unreachable, now.
     IngestSpool,
 }
@@ -51,11 +64,22 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(result: impl Serialize) -> Reply {
-        Reply { ok: true, result: Some(serde_json::to_value(result).unwrap_or_default()), error: None }
+        Reply {
+            ok: true,
+            result: Some(serde_json::to_value(result).unwrap_or_default()),
+            error: None,
+        }
     }
 
     pub fn error(code: &str, message: impl Into<String>) -> Reply {
-        Reply { ok: false, result: None, error: Some(ErrorBody { code: code.into(), message: message.into() }) }
+        Reply {
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                code: code.into(),
+                message: message.into(),
+            }),
+        }
     }
 
     pub fn to_line(&self) -> Vec<u8> {

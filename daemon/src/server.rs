@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use crate::config::Config;
 use crate::policy_layers::{self, LoadedPolicy};
 use crate::protocol::{
-    CollectorStatus, DaemonStatus, EvaluateReply, OutboxStatus, PathsStatus, PolicyStatus, Reply, Request,
-    MAX_REQUEST_BYTES,
+    CollectorStatus, DaemonStatus, EvaluateReply, OutboxStatus, PathsStatus, PolicyStatus, Reply,
+    Request, MALFORMED_INPUT_RULE, MAX_REQUEST_BYTES,
 };
 use crate::spool;
 use crate::store::outbox::{self, EventFilter};
@@ -58,7 +58,10 @@ pub struct Daemon {
 
 impl Daemon {
     fn current_policy(&self) -> Arc<LoadedPolicy> {
-        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -78,13 +81,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             for error in &errors {
                 tracing::error!(%error, "policy file rejected; starting with the last good policy");
             }
-            (policy_layers::fallback_policy(&config.policy_dir, &config.policy_snapshot_path()), errors)
+            (
+                policy_layers::fallback_policy(&config.policy_dir, &config.policy_snapshot_path()),
+                errors,
+            )
         }
     };
     if let Err(e) = policy_layers::write_snapshot(&config.policy_snapshot_path(), &loaded) {
         tracing::warn!(error = %e, "cannot write the policy snapshot hooks use offline");
     }
-    tracing::info!(hash = loaded.policy.hash(), rules = loaded.policy.rules().len(), "policy loaded");
+    tracing::info!(
+        hash = loaded.policy.hash(),
+        rules = loaded.policy.rules().len(),
+        "policy loaded"
+    );
 
     let listener = bind_socket(&config.socket)?;
     let daemon = Arc::new(Daemon {
@@ -146,14 +156,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     let _ = writer_tx.send(WriterMessage::Shutdown).await;
-    tokio::task::spawn_blocking(move || writer_thread.join()).await.ok();
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .ok();
     tracing::info!("quintd stopped");
     Ok(())
 }
 
 fn prepare_directories(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let set_mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    };
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state dir {}", config.state_dir.display()))?;
     // Hooks of every user read the snapshot and write the spool; nothing else here is theirs.
@@ -162,7 +176,8 @@ fn prepare_directories(config: &Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&spool)?;
     set_mode(&spool, 0o1733)?;
     if let Some(parent) = config.socket.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let _ = std::fs::create_dir_all(&config.policy_dir);
     Ok(())
@@ -175,19 +190,31 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             anyhow::bail!("another quintd is already listening on {}", path.display());
         }
-        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     // Every user's agents must reach a system daemon; a private daemon stays private.
-    let mode = if unsafe { libc::geteuid() } == 0 { 0o666 } else { 0o600 };
+    let mode = if unsafe { libc::geteuid() } == 0 {
+        0o666
+    } else {
+        0o600
+    };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
 }
 
-fn run_writer(mut recorder: Recorder, mut jobs: mpsc::Receiver<WriterMessage>, head: watch::Sender<u64>) {
+fn run_writer(
+    mut recorder: Recorder,
+    mut jobs: mpsc::Receiver<WriterMessage>,
+    head: watch::Sender<u64>,
+) {
     let mut shutting_down = false;
     while !shutting_down {
-        let Some(first) = jobs.blocking_recv() else { break };
+        let Some(first) = jobs.blocking_recv() else {
+            break;
+        };
         let mut batch = Vec::new();
         match first {
             WriterMessage::Write(job) => batch.push(job),
@@ -207,7 +234,10 @@ fn run_writer(mut recorder: Recorder, mut jobs: mpsc::Receiver<WriterMessage>, h
                 Err(_) => break,
             }
         }
-        let all: Vec<Event> = batch.iter().flat_map(|job| job.events.iter().cloned()).collect();
+        let all: Vec<Event> = batch
+            .iter()
+            .flat_map(|job| job.events.iter().cloned())
+            .collect();
         match recorder.append(&all) {
             Ok(outcomes) => {
                 let mut rest = outcomes.as_slice();
@@ -245,7 +275,10 @@ impl Daemon {
         if event.schema_version != SCHEMA_VERSION {
             return Reply::error(
                 "unsupported_schema",
-                format!("schema_version {} is not supported (expected {SCHEMA_VERSION})", event.schema_version),
+                format!(
+                    "schema_version {} is not supported (expected {SCHEMA_VERSION})",
+                    event.schema_version
+                ),
             );
         }
         peer.label(&mut event, self.own_uid);
@@ -269,28 +302,66 @@ impl Daemon {
         }
     }
 
+    /// The hook blocked input it could not read; the record says so, whatever the client claims.
+    async fn record_refusal(&self, mut event: Event, peer: Peer) -> Reply {
+        peer.label(&mut event, self.own_uid);
+        event.arguments = shape_arguments(&event.arguments);
+        event.decision = quint_policy::Decision::Deny;
+        event.rule_ids = vec![MALFORMED_INPUT_RULE.into()];
+        event.risk_score = 50;
+        let event_id = event.event_id.to_string();
+        tracing::warn!(%event_id, platform = %event.platform, error = ?event.labels.get("error"), "hook refused malformed input");
+        match self.record(vec![event]).await {
+            Ok(outcomes) => Reply::ok(EvaluateReply {
+                event_id,
+                decision: quint_policy::Decision::Deny,
+                rule_ids: vec![MALFORMED_INPUT_RULE.into()],
+                reason: None,
+                risk_score: 50,
+                recorded: outcomes.first() != Some(&Appended::Duplicate),
+            }),
+            Err(message) => Reply::error("storage", message),
+        }
+    }
+
     async fn status(&self) -> anyhow::Result<DaemonStatus> {
         let database = self.config.database_path();
-        let (decisions, pending, sessions) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let conn = open_reader(&database)?;
-            let since = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            Ok((outbox::decision_counts(&conn)?, outbox::pending_count(&conn)?, outbox::sessions_since(&conn, &since)?))
-        })
-        .await??;
+        let (decisions, pending, sessions) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let conn = open_reader(&database)?;
+                let since = (chrono::Utc::now() - chrono::Duration::minutes(30))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                Ok((
+                    outbox::decision_counts(&conn)?,
+                    outbox::pending_count(&conn)?,
+                    outbox::sessions_since(&conn, &since)?,
+                ))
+            })
+            .await??;
         let loaded = self.current_policy();
-        let errors = self.policy_errors.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect();
+        let errors = self
+            .policy_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let config = &self.config;
         Ok(DaemonStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
-            started_at: self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            started_at: self
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             uptime_seconds: self.started.elapsed().as_secs(),
             policy: PolicyStatus {
                 hash: loaded.policy.hash().into(),
                 rules: loaded.policy.rules().len(),
                 origin: loaded.origin.into(),
                 sources: loaded.sources.iter().map(|s| s.name.clone()).collect(),
-                loaded_at: loaded.loaded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                loaded_at: loaded
+                    .loaded_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 errors,
             },
             outbox: OutboxStatus {
@@ -331,7 +402,9 @@ impl Daemon {
             let events = match self.events(filter.clone()).await {
                 Ok(events) => events,
                 Err(e) => {
-                    let _ = stream.write_all(&Reply::error("storage", e.to_string()).to_line()).await;
+                    let _ = stream
+                        .write_all(&Reply::error("storage", e.to_string()).to_line())
+                        .await;
                     return;
                 }
             };
@@ -339,7 +412,11 @@ impl Daemon {
             for stored in events {
                 fetched += 1;
                 filter.after_seq = Some(stored.seq);
-                if stream.write_all(&Reply::ok(&stored).to_line()).await.is_err() {
+                if stream
+                    .write_all(&Reply::ok(&stored).to_line())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -378,7 +455,9 @@ impl Daemon {
                 match entry.event {
                     Ok(mut event) => {
                         event.labels.insert("spooled".into(), "true".into());
-                        event.labels.insert("peer_uid".into(), entry.owner_uid.to_string());
+                        event
+                            .labels
+                            .insert("peer_uid".into(), entry.owner_uid.to_string());
                         event.arguments = shape_arguments(&event.arguments);
                         events.push(event);
                         paths.push(entry.path);
@@ -386,8 +465,12 @@ impl Daemon {
                     Err(reason) => {
                         self.spool_rejected.fetch_add(1, Ordering::Relaxed);
                         match spool::quarantine(&dir, &entry.path) {
-                            Ok(kept) => tracing::warn!(file = %kept.display(), %reason, "unreadable spool file set aside"),
-                            Err(e) => tracing::error!(file = %entry.path.display(), error = %e, "cannot set aside a spool file"),
+                            Ok(kept) => {
+                                tracing::warn!(file = %kept.display(), %reason, "unreadable spool file set aside")
+                            }
+                            Err(e) => {
+                                tracing::error!(file = %entry.path.display(), error = %e, "cannot set aside a spool file")
+                            }
                         }
                     }
                 }
@@ -397,7 +480,10 @@ impl Daemon {
             }
             match self.record(events).await {
                 Ok(outcomes) => {
-                    total += outcomes.iter().filter(|o| matches!(o, Appended::Recorded(_))).count();
+                    total += outcomes
+                        .iter()
+                        .filter(|o| matches!(o, Appended::Recorded(_)))
+                        .count();
                     for path in paths {
                         let _ = std::fs::remove_file(path);
                     }
@@ -412,17 +498,29 @@ impl Daemon {
 
     fn reload_policy(&self) {
         let fingerprint = policy_dir_fingerprint(&self.config.policy_dir);
-        *self.policy_fingerprint.lock().unwrap_or_else(|e| e.into_inner()) = fingerprint;
+        *self
+            .policy_fingerprint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = fingerprint;
         match policy_layers::compile_layers(&self.config.policy_dir) {
             Ok(loaded) => {
-                self.policy_errors.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                self.policy_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 if loaded.policy.hash() == self.current_policy().policy.hash() {
                     return;
                 }
-                if let Err(e) = policy_layers::write_snapshot(&self.config.policy_snapshot_path(), &loaded) {
+                if let Err(e) =
+                    policy_layers::write_snapshot(&self.config.policy_snapshot_path(), &loaded)
+                {
                     tracing::warn!(error = %e, "cannot write the policy snapshot");
                 }
-                tracing::info!(hash = loaded.policy.hash(), rules = loaded.policy.rules().len(), "policy reloaded");
+                tracing::info!(
+                    hash = loaded.policy.hash(),
+                    rules = loaded.policy.rules().len(),
+                    "policy reloaded"
+                );
                 *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
             }
             Err(errors) => {
@@ -443,7 +541,11 @@ fn collectors() -> Vec<CollectorStatus> {
     };
     vec![
         entry("hooks", "active", "agent hooks answered over the socket"),
-        entry("spool", "active", "events decided offline by hooks are ingested every 2 s"),
+        entry(
+            "spool",
+            "active",
+            "events decided offline by hooks are ingested every 2 s",
+        ),
         entry("mcp", "off", "MCP gateway not in this build"),
         entry("process", "off", "process collector not in this build"),
         entry("file", "off", "file collector not in this build"),
@@ -460,7 +562,11 @@ struct Peer {
 
 impl Peer {
     fn of(stream: &UnixStream) -> Option<Peer> {
-        stream.peer_cred().ok().map(|c| Peer { uid: c.uid(), gid: c.gid(), pid: c.pid() })
+        stream.peer_cred().ok().map(|c| Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+        })
     }
 
     fn label(&self, event: &mut Event, own_uid: u32) {
@@ -484,7 +590,15 @@ fn home_of(uid: u32) -> Option<String> {
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: getpwuid_r writes into our buffers only, and we read pw_dir only on success.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr().cast(), buffer.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() || entry.pw_dir.is_null() {
         return None;
     }
@@ -493,16 +607,27 @@ fn home_of(uid: u32) -> Option<String> {
 }
 
 async fn handle_connection(daemon: &Daemon, stream: UnixStream) {
-    let peer = Peer::of(&stream).unwrap_or(Peer { uid: u32::MAX, gid: u32::MAX, pid: None });
+    let peer = Peer::of(&stream).unwrap_or(Peer {
+        uid: u32::MAX,
+        gid: u32::MAX,
+        pid: None,
+    });
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64 + 1);
     let mut line = Vec::new();
-    let reply = match tokio::time::timeout(REQUEST_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+    let reply = match tokio::time::timeout(
+        REQUEST_READ_TIMEOUT,
+        reader.read_until(b'\n', &mut line),
+    )
+    .await
+    {
         Err(_) => Reply::error("timeout", "no complete request within 5 s"),
         Ok(Err(e)) => Reply::error("io", e.to_string()),
         Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => Reply::error(
             "too_large",
-            format!("request larger than {MAX_REQUEST_BYTES} bytes; hooks shape bodies before sending"),
+            format!(
+                "request larger than {MAX_REQUEST_BYTES} bytes; hooks shape bodies before sending"
+            ),
         ),
         Ok(Ok(0)) => return,
         Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
@@ -523,6 +648,7 @@ async fn handle_connection(daemon: &Daemon, stream: UnixStream) {
 async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
     match request {
         Request::Evaluate { event } => daemon.evaluate(*event, peer).await,
+        Request::RecordRefusal { event } => daemon.record_refusal(*event, peer).await,
         Request::Status => match daemon.status().await {
             Ok(status) => Reply::ok(status),
             Err(e) => Reply::error("storage", e.to_string()),
@@ -531,7 +657,9 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             Ok(events) => Reply::ok(events),
             Err(e) => Reply::error("storage", e.to_string()),
         },
-        Request::IngestSpool => Reply::ok(serde_json::json!({ "ingested": daemon.ingest_spool().await })),
+        Request::IngestSpool => {
+            Reply::ok(serde_json::json!({ "ingested": daemon.ingest_spool().await }))
+        }
         Request::Follow { .. } => Reply::error("bad_request", "follow is a streaming request"),
     }
 }
@@ -548,13 +676,25 @@ async fn ingest_spool_periodically(daemon: Arc<Daemon>) {
 
 /// Names, sizes and modification times of the policy files: a change means reload.
 fn policy_dir_fingerprint(dir: &Path) -> String {
-    let Ok(entries) = std::fs::read_dir(dir) else { return String::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return String::new();
+    };
     let mut parts: Vec<String> = entries
         .filter_map(Result::ok)
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
-            let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
-            Some(format!("{}:{}:{}", e.file_name().to_string_lossy(), meta.len(), modified))
+            let modified = meta
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            Some(format!(
+                "{}:{}:{}",
+                e.file_name().to_string_lossy(),
+                meta.len(),
+                modified
+            ))
         })
         .collect();
     parts.sort();
@@ -572,7 +712,10 @@ fn watch_policy_dir(daemon: Arc<Daemon>) -> Option<notify::RecommendedWatcher> {
     })
     .map_err(|e| tracing::warn!(error = %e, "cannot watch the policy directory; polling every 5 s"))
     .ok()?;
-    if let Err(e) = watcher.watch(&daemon.config.policy_dir, notify::RecursiveMode::NonRecursive) {
+    if let Err(e) = watcher.watch(
+        &daemon.config.policy_dir,
+        notify::RecursiveMode::NonRecursive,
+    ) {
         tracing::warn!(error = %e, dir = %daemon.config.policy_dir.display(), "cannot watch the policy directory; polling every 5 s");
         return None;
     }
@@ -592,7 +735,11 @@ async fn poll_policy_dir(daemon: Arc<Daemon>) {
     loop {
         tokio::time::sleep(POLICY_POLL_INTERVAL).await;
         let current = policy_dir_fingerprint(&daemon.config.policy_dir);
-        let changed = *daemon.policy_fingerprint.lock().unwrap_or_else(|e| e.into_inner()) != current;
+        let changed = *daemon
+            .policy_fingerprint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            != current;
         if changed {
             daemon.reload_policy();
         }

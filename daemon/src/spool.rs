@@ -12,7 +12,11 @@ use quint_policy::Event;
 pub fn write(dir: &Path, event: &Event) -> std::io::Result<PathBuf> {
     let path = dir.join(format!("{}.json", event.event_id));
     let temporary = dir.join(format!(".{}.tmp", event.event_id));
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
     file.write_all(&serde_json::to_vec(event)?)?;
     file.sync_all()?;
     fs::rename(&temporary, &path)?;
@@ -46,7 +50,11 @@ pub fn read(dir: &Path, limit: usize) -> std::io::Result<Vec<SpoolEntry>> {
             let event = fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| Event::from_json(&bytes).map_err(|e| e.to_string()));
-            SpoolEntry { path, owner_uid, event }
+            SpoolEntry {
+                path,
+                owner_uid,
+                event,
+            }
         })
         .collect())
 }
@@ -63,7 +71,10 @@ pub fn quarantine(dir: &Path, path: &Path) -> std::io::Result<PathBuf> {
 pub fn pending(dir: &Path) -> usize {
     fs::read_dir(dir)
         .map(|entries| {
-            entries.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
         })
         .unwrap_or(0)
 }

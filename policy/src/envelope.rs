@@ -235,8 +235,14 @@ mod tests {
         event.decision = Decision::Deny;
         let json = serde_json::to_string(&event).unwrap();
         assert!(json.contains("\"action_type\":\"tool.call\""), "{json}");
-        let ts = serde_json::to_value(&event).unwrap()["timestamp"].as_str().unwrap().to_string();
-        assert!(ts.ends_with('Z') && ts.len() == "2026-01-01T00:00:00.000Z".len(), "{ts}");
+        let ts = serde_json::to_value(&event).unwrap()["timestamp"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            ts.ends_with('Z') && ts.len() == "2026-01-01T00:00:00.000Z".len(),
+            "{ts}"
+        );
         let back = Event::from_json(json.as_bytes()).unwrap();
         assert_eq!(back.event_id, event.event_id);
         assert_eq!(back.decision, Decision::Deny);
@@ -248,7 +254,10 @@ mod tests {
         let mut value = serde_json::to_value(&event).unwrap();
         value["schema_version"] = 2.into();
         let err = Event::from_json(value.to_string().as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("unknown schema_version 2"), "{err}");
+        assert!(
+            err.to_string().contains("unknown schema_version 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 pub mod default_pack;
 pub mod envelope;
 pub mod risk;
-pub mod shape;
 pub mod rules;
+pub mod shape;
 pub mod tools;
 
 pub use envelope::{ActionType, Decision, Event, Severity, Source, SCHEMA_VERSION};

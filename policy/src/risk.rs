@@ -41,7 +41,10 @@ fn unmatched_baseline(facts: &Facts) -> u8 {
     let has = |action: ActionType| facts.actions & action.bit() != 0;
     if has(ActionType::ProcessExec) || has(ActionType::McpCall) {
         5
-    } else if has(ActionType::FileWrite) || has(ActionType::FileDelete) || has(ActionType::FileRename) {
+    } else if has(ActionType::FileWrite)
+        || has(ActionType::FileDelete)
+        || has(ActionType::FileRename)
+    {
         3
     } else {
         0

@@ -59,9 +59,16 @@ fn shape_value(key: Option<&str>, value: &Value, depth: usize) -> Value {
             _ => Value::String(cap(text, MAX_FIELD_CHARS)),
         },
         Value::Array(items) if depth < MAX_DEPTH => {
-            let mut shaped: Vec<Value> = items.iter().take(MAX_ITEMS).map(|v| shape_value(key, v, depth + 1)).collect();
+            let mut shaped: Vec<Value> = items
+                .iter()
+                .take(MAX_ITEMS)
+                .map(|v| shape_value(key, v, depth + 1))
+                .collect();
             if items.len() > MAX_ITEMS {
-                shaped.push(Value::String(format!("[{} more items]", items.len() - MAX_ITEMS)));
+                shaped.push(Value::String(format!(
+                    "[{} more items]",
+                    items.len() - MAX_ITEMS
+                )));
             }
             Value::Array(shaped)
         }
@@ -85,7 +92,9 @@ fn shape_value(key: Option<&str>, value: &Value, depth: usize) -> Value {
 }
 
 fn is_summary(value: &Value) -> bool {
-    value.as_object().is_some_and(|o| o.len() == 3 && o.contains_key("sha256") && o.contains_key("bytes"))
+    value
+        .as_object()
+        .is_some_and(|o| o.len() == 3 && o.contains_key("sha256") && o.contains_key("bytes"))
 }
 
 fn cap(text: &str, max: usize) -> String {
@@ -121,8 +130,13 @@ mod tests {
 
     #[test]
     fn long_fields_are_capped() {
-        let shaped = shape_arguments(&json!({"description": "x".repeat(10_000), "command": "y".repeat(100)}));
-        assert!(shaped["description"].as_str().unwrap().ends_with("[truncated 5904 bytes]"));
+        let shaped = shape_arguments(
+            &json!({"description": "x".repeat(10_000), "command": "y".repeat(100)}),
+        );
+        assert!(shaped["description"]
+            .as_str()
+            .unwrap()
+            .ends_with("[truncated 5904 bytes]"));
         assert_eq!(shaped["command"].as_str().unwrap().len(), 100);
     }
 }

@@ -62,7 +62,14 @@ const TOOL_KINDS: &[(ToolKind, &[&str])] = &[
     ),
     (
         ToolKind::Fetch,
-        &["webfetch", "web_fetch", "fetch", "websearch", "google_web_search", "web_search"],
+        &[
+            "webfetch",
+            "web_fetch",
+            "fetch",
+            "websearch",
+            "google_web_search",
+            "web_search",
+        ],
     ),
 ];
 
@@ -112,7 +119,10 @@ mod tests {
         assert_eq!(classify("MultiEdit"), ToolKind::Write);
         assert_eq!(classify("mcp__github__create_issue"), ToolKind::Mcp);
         assert_eq!(classify("TodoWrite"), ToolKind::Other);
-        assert_eq!(split_mcp_tool_name("mcp__github__create_issue"), Some(("github", "create_issue")));
+        assert_eq!(
+            split_mcp_tool_name("mcp__github__create_issue"),
+            Some(("github", "create_issue"))
+        );
         assert_eq!(split_mcp_tool_name("mcp__x"), None);
     }
 }

@@ -1,1 +1,244 @@
+//! Harness for end-to-end tests: a private quintd in a temporary state dir, driven through the
+//! real `quintctl` binary exactly as an agent would run it.
+//!
+//! Binaries come from the workspace target dir (`scripts/test.sh` builds them first), or from
+//! `QUINT_BIN_DIR`.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("QUINT_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/debug/deps/<test> → target/debug
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        });
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A private Quint installation: home, state dir, socket, config and policy dir.
+pub struct QuintEnv {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub policy_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Default for QuintEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QuintEnv {
+    pub fn new() -> QuintEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(
+            home.join(".ssh/id_rsa"),
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n",
+        )
+        .unwrap();
+        let policy_dir = dir.path().join("policy.d");
+        std::fs::create_dir_all(&policy_dir).unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!("policy_dir: {}\nlog_level: debug\n", policy_dir.display()),
+        )
+        .unwrap();
+        QuintEnv {
+            state_dir: dir.path().join("state"),
+            socket: dir.path().join("run/quintd.sock"),
+            home,
+            policy_dir,
+            config,
+            dir,
+        }
+    }
+
+    fn apply_env(&self, command: &mut Command) {
+        command
+            .env("QUINT_CONFIG", &self.config)
+            .env("QUINT_STATE_DIR", &self.state_dir)
+            .env("QUINT_SOCKET", &self.socket)
+            .env("HOME", &self.home)
+            .env_remove("QUINT_LOG");
+    }
+
+    pub fn quintctl(&self) -> Command {
+        let mut command = Command::new(bin("quintctl"));
+        self.apply_env(&mut command);
+        command
+    }
+
+    /// Runs `quintctl <args>` and returns its output.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.quintctl().args(args).output().expect("run quintctl")
+    }
+
+    /// Runs `quintctl hook <agent>` with `input` on stdin.
+    pub fn hook(&self, agent: &str, input: &[u8]) -> Output {
+        let mut child = self
+            .quintctl()
+            .args(["hook", agent])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn quintctl hook");
+        let mut stdin = child.stdin.take().unwrap();
+        // The hook may refuse before reading everything; a broken pipe is part of the test.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().expect("hook output")
+    }
+
+    pub fn start_daemon(&self) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("quintd.log"))
+            .unwrap();
+        let mut command = Command::new(bin("quintd"));
+        self.apply_env(&mut command);
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn quintd");
+        let daemon = Daemon { child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("quintd did not start; log:\n{}", self.daemon_log());
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("quintd.log")).unwrap_or_default()
+    }
+
+    pub fn database(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.state_dir.join("quint.db")).expect("open quint.db")
+    }
+
+    /// Events as `quintctl events --json` prints them.
+    pub fn events(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec!["events", "--json", "--limit", "10000"];
+        args.extend_from_slice(extra);
+        let output = self.ctl(&args);
+        assert!(
+            output.status.success(),
+            "quintctl events failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).expect("JSON event line")["event"]
+                    .clone()
+            })
+            .collect()
+    }
+
+    /// Polls `check` until it returns true or the timeout passes.
+    pub fn wait_for(&self, timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        check()
+    }
+}
+
+/// A running quintd, killed when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop(mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id(), "TERM");
+        child.wait().ok()?.code()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Claude Code's PreToolUse input.
+pub fn claude_pre_tool_use(
+    session: &str,
+    tool: &str,
+    input: serde_json::Value,
+    cwd: &Path,
+) -> Vec<u8> {
+    serde_json::json!({
+        "session_id": session,
+        "transcript_path": "/tmp/transcript.jsonl",
+        "cwd": cwd,
+        "permission_mode": "default",
+        "hook_event_name": "PreToolUse",
+        "tool_name": tool,
+        "tool_input": input,
+        "tool_use_id": format!("toolu_{session}_{tool}"),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+pub fn stdout_json(output: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text:?}"))
+}

@@ -13,7 +13,11 @@ use quint_policy::rules::spec::TestCase;
 use quint_policy::{ActionType, Decision};
 
 #[derive(Parser)]
-#[command(name = "quintctl", version, about = "See and control what AI coding agents do on this machine")]
+#[command(
+    name = "quintctl",
+    version,
+    about = "See and control what AI coding agents do on this machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -182,8 +186,19 @@ fn main() -> ExitCode {
                 json: args.json,
             })
         }
-        Command::Events { follow, session, decision, limit, json } => {
-            let filter = EventFilter { session, decision, after_seq: None, limit: Some(limit) };
+        Command::Events {
+            follow,
+            session,
+            decision,
+            limit,
+            json,
+        } => {
+            let filter = EventFilter {
+                session,
+                decision,
+                after_seq: None,
+                limit: Some(limit),
+            };
             ctl::events::run(&config, filter, follow, json)
         }
         Command::Policy { action } => match action {
@@ -207,7 +222,9 @@ fn main() -> ExitCode {
                 ctl::policy::eval(&config, &args.policy, input, args.json)
             }
         },
-        Command::Audit { action: AuditAction::Verify { json } } => ctl::audit::verify(&config, json),
+        Command::Audit {
+            action: AuditAction::Verify { json },
+        } => ctl::audit::verify(&config, json),
     };
     ExitCode::from(code as u8)
 }

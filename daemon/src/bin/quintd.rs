@@ -6,7 +6,11 @@ use clap::Parser;
 use quint_daemon::config::Config;
 
 #[derive(Parser)]
-#[command(name = "quintd", version, about = "Quint daemon: policy decisions and a durable record of every AI agent action")]
+#[command(
+    name = "quintd",
+    version,
+    about = "Quint daemon: policy decisions and a durable record of every AI agent action"
+)]
 struct Args {
     /// Config file (default /etc/quint/config.yaml; also QUINT_CONFIG).
     #[arg(long, value_name = "PATH")]
@@ -28,7 +32,11 @@ fn main() -> ExitCode {
     init_logging(&config);
     // Everything quintd creates is private unless it says otherwise (snapshot, spool, socket).
     unsafe { libc::umask(0o077) };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("quintd: cannot start the runtime: {e}");
@@ -49,7 +57,10 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("QUINT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     if config.log_format == "json" {
         builder.json().init();
     } else {

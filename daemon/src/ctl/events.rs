@@ -10,21 +10,29 @@ use crate::store::outbox::{EventFilter, StoredEvent};
 pub fn run(config: &Config, filter: EventFilter, follow: bool, json: bool) -> i32 {
     let client = DaemonClient::new(&config.socket, std::time::Duration::from_secs(10));
     let print = |stored: &StoredEvent| {
-        let line = if json { serde_json::to_string(stored).unwrap_or_default() } else { human_line(stored) };
+        let line = if json {
+            serde_json::to_string(stored).unwrap_or_default()
+        } else {
+            human_line(stored)
+        };
         let mut stdout = std::io::stdout().lock();
         // A closed pipe (`| head`) ends the listing quietly.
-        writeln!(stdout, "{line}").and_then(|_| stdout.flush()).is_ok()
+        writeln!(stdout, "{line}")
+            .and_then(|_| stdout.flush())
+            .is_ok()
     };
     let result = if follow {
         client.stream::<StoredEvent>(&Request::Follow { filter }, |stored| print(&stored))
     } else {
-        client.call::<Vec<StoredEvent>>(&Request::Events { filter }).map(|events| {
-            for stored in &events {
-                if !print(stored) {
-                    break;
+        client
+            .call::<Vec<StoredEvent>>(&Request::Events { filter })
+            .map(|events| {
+                for stored in &events {
+                    if !print(stored) {
+                        break;
+                    }
                 }
-            }
-        })
+            })
     };
     match result {
         Ok(()) => 0,
@@ -44,7 +52,15 @@ fn human_line(stored: &StoredEvent) -> String {
         .get("rule_ids")
         .and_then(|v| v.as_array())
         .filter(|ids| !ids.is_empty())
-        .map(|ids| format!("  [{}]", ids.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")))
+        .map(|ids| {
+            format!(
+                "  [{}]",
+                ids.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
         .unwrap_or_default();
     let target: String = text("target").chars().take(80).collect();
     format!(

@@ -15,7 +15,7 @@ use crate::client::DaemonClient;
 use crate::config::Config;
 use crate::hook::{self, Agent, HookAnswer, HookContext, Outcome};
 use crate::policy_layers;
-use crate::protocol::{EvaluateReply, Request};
+use crate::protocol::{EvaluateReply, Request, MALFORMED_INPUT_RULE};
 use crate::spool;
 
 const STDIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +27,10 @@ pub fn run(agent_name: &str, config: Option<&Config>) -> HookAnswer {
         Err(message) => return hook::refuse(None, &message),
     };
     let Some(config) = config else {
-        return hook::refuse(Some(agent), "cannot load the Quint config; see `quintctl status`");
+        return hook::refuse(
+            Some(agent),
+            "cannot load the Quint config; see `quintctl status`",
+        );
     };
     let context = HookContext {
         home: std::env::var("HOME").ok(),
@@ -41,19 +44,32 @@ pub fn run(agent_name: &str, config: Option<&Config>) -> HookAnswer {
     let value: serde_json::Value = match serde_json::from_slice(&input) {
         Ok(value) => value,
         Err(e) => {
-            let problem = InputProblem { message: format!("malformed hook input: {e}"), input: Some(input) };
+            let problem = InputProblem {
+                message: format!("malformed hook input: {e}"),
+                input: Some(input),
+            };
             return refuse_and_record(agent, config, &context, problem);
         }
     };
     let call = match hook::parse(agent, &value, &context) {
         Ok(call) => call,
         Err(message) => {
-            let problem = InputProblem { message: format!("unusable hook input: {message}"), input: Some(input) };
+            let problem = InputProblem {
+                message: format!("unusable hook input: {message}"),
+                input: Some(input),
+            };
             return refuse_and_record(agent, config, &context, problem);
         }
     };
     let Some(event) = call.event.clone() else {
-        return hook::answer(agent, &call, &Outcome { decision: Decision::Allow, message: String::new() });
+        return hook::answer(
+            agent,
+            &call,
+            &Outcome {
+                decision: Decision::Allow,
+                message: String::new(),
+            },
+        );
     };
     let outcome = decide(config, event);
     hook::answer(agent, &call, &outcome)
@@ -70,7 +86,11 @@ fn read_stdin(max_bytes: usize) -> Result<Vec<u8>, InputProblem> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut buffer = Vec::new();
-        let result = std::io::stdin().lock().take(max_bytes as u64 + 1).read_to_end(&mut buffer).map(|_| buffer);
+        let result = std::io::stdin()
+            .lock()
+            .take(max_bytes as u64 + 1)
+            .read_to_end(&mut buffer)
+            .map(|_| buffer);
         let _ = tx.send(result);
     });
     match rx.recv_timeout(STDIN_TIMEOUT) {
@@ -78,11 +98,15 @@ fn read_stdin(max_bytes: usize) -> Result<Vec<u8>, InputProblem> {
             message: format!("hook input larger than {max_bytes} bytes; refusing to evaluate it"),
             input: Some(buffer),
         }),
-        Ok(Ok(buffer)) if buffer.iter().all(u8::is_ascii_whitespace) => {
-            Err(InputProblem { message: "empty hook input".into(), input: None })
-        }
+        Ok(Ok(buffer)) if buffer.iter().all(u8::is_ascii_whitespace) => Err(InputProblem {
+            message: "empty hook input".into(),
+            input: None,
+        }),
         Ok(Ok(buffer)) => Ok(buffer),
-        Ok(Err(e)) => Err(InputProblem { message: format!("cannot read hook input: {e}"), input: None }),
+        Ok(Err(e)) => Err(InputProblem {
+            message: format!("cannot read hook input: {e}"),
+            input: None,
+        }),
         Err(_) => Err(InputProblem {
             message: format!("no complete hook input within {}s", STDIN_TIMEOUT.as_secs()),
             input: None,
@@ -91,58 +115,74 @@ fn read_stdin(max_bytes: usize) -> Result<Vec<u8>, InputProblem> {
 }
 
 /// Blocks the action and still records that it happened, with a digest of what was sent.
-fn refuse_and_record(agent: Agent, config: &Config, context: &HookContext, problem: InputProblem) -> HookAnswer {
+fn refuse_and_record(
+    agent: Agent,
+    config: &Config,
+    context: &HookContext,
+    problem: InputProblem,
+) -> HookAnswer {
     let mut event = Event::new(Source::Hook, agent.id(), ActionType::ToolCall, "");
     event.session_id = format!("{}-pid-{}", agent.id(), context.parent_pid.unwrap_or(0));
-    event.decision = Decision::Deny;
-    event.rule_ids = vec!["quint.malformed-hook-input".into()];
     event.labels.insert("error".into(), problem.message.clone());
     if let Some(input) = &problem.input {
-        event.arguments = serde_json::json!({ "raw_input": body_summary(&String::from_utf8_lossy(input)) });
+        event.arguments =
+            serde_json::json!({ "raw_input": body_summary(&String::from_utf8_lossy(input)) });
     }
-    let _ = decide_with(config, event, Some(Decision::Deny));
+    let client = DaemonClient::new(&config.socket, config.hook_timeout());
+    if let Err(e) = client.call::<EvaluateReply>(&Request::RecordRefusal {
+        event: Box::new(event.clone()),
+    }) {
+        eprintln!("quint: {e}; spooling the refusal");
+        event.decision = Decision::Deny;
+        event.rule_ids = vec![MALFORMED_INPUT_RULE.into()];
+        spool_event(config, &event);
+    }
     hook::refuse(Some(agent), &problem.message)
 }
 
-fn decide(config: &Config, event: Event) -> Outcome {
-    decide_with(config, event, None)
-}
-
 /// Asks quintd; falls back to the local snapshot and the spool when it does not answer.
-fn decide_with(config: &Config, event: Event, forced: Option<Decision>) -> Outcome {
+fn decide(config: &Config, mut event: Event) -> Outcome {
     let client = DaemonClient::new(&config.socket, config.hook_timeout());
-    if forced.is_none() {
-        match client.call::<EvaluateReply>(&Request::Evaluate { event: Box::new(event.clone()) }) {
-            Ok(reply) => {
-                return Outcome {
-                    decision: reply.decision,
-                    message: hook::explain(reply.decision, &reply.rule_ids, reply.reason.as_deref(), false),
-                }
+    match client.call::<EvaluateReply>(&Request::Evaluate {
+        event: Box::new(event.clone()),
+    }) {
+        Ok(reply) => {
+            return Outcome {
+                decision: reply.decision,
+                message: hook::explain(
+                    reply.decision,
+                    &reply.rule_ids,
+                    reply.reason.as_deref(),
+                    false,
+                ),
             }
-            Err(e) => eprintln!("quint: {e}; deciding with the local policy snapshot"),
         }
+        Err(e) => eprintln!("quint: {e}; deciding with the local policy snapshot"),
     }
-    decide_offline(config, event, forced)
+    let verdict = offline_policy(config).evaluate(&event);
+    verdict.apply_to(&mut event);
+    event
+        .labels
+        .insert("decided_by".into(), "hook-snapshot".into());
+    spool_event(config, &event);
+    Outcome {
+        decision: verdict.decision,
+        message: hook::explain(
+            verdict.decision,
+            &verdict.rule_ids,
+            verdict.reason.as_deref(),
+            true,
+        ),
+    }
 }
 
-fn decide_offline(config: &Config, mut event: Event, forced: Option<Decision>) -> Outcome {
-    let outcome = match forced {
-        Some(decision) => Outcome { decision, message: String::new() },
-        None => {
-            let policy = offline_policy(config);
-            let verdict = policy.evaluate(&event);
-            verdict.apply_to(&mut event);
-            event.labels.insert("decided_by".into(), "hook-snapshot".into());
-            Outcome {
-                decision: verdict.decision,
-                message: hook::explain(verdict.decision, &verdict.rule_ids, verdict.reason.as_deref(), true),
-            }
-        }
-    };
-    if let Err(e) = spool::write(&config.spool_dir(), &event) {
-        eprintln!("quint: cannot spool the event to {}: {e}", config.spool_dir().display());
+fn spool_event(config: &Config, event: &Event) {
+    if let Err(e) = spool::write(&config.spool_dir(), event) {
+        eprintln!(
+            "quint: cannot spool the event to {}: {e}",
+            config.spool_dir().display()
+        );
     }
-    outcome
 }
 
 /// The last policy quintd loaded; failing that, the built-in pack with the readable local files.

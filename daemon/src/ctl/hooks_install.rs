@@ -59,16 +59,31 @@ fn agent_home_dir(agent: Agent, home: &Path) -> PathBuf {
 /// Hook events Quint registers for, per agent.
 fn events(agent: Agent) -> &'static [&'static str] {
     match agent {
-        Agent::ClaudeCode => &["PreToolUse", "UserPromptSubmit", "SessionStart", "SessionEnd"],
+        Agent::ClaudeCode => &[
+            "PreToolUse",
+            "UserPromptSubmit",
+            "SessionStart",
+            "SessionEnd",
+        ],
         Agent::Codex => &["PreToolUse", "UserPromptSubmit", "SessionStart"],
         Agent::GeminiCli => &["BeforeTool", "BeforeAgent", "SessionStart", "SessionEnd"],
-        Agent::Cursor => &["beforeShellExecution", "beforeMCPExecution", "beforeReadFile", "beforeSubmitPrompt", "afterFileEdit"],
+        Agent::Cursor => &[
+            "beforeShellExecution",
+            "beforeMCPExecution",
+            "beforeReadFile",
+            "beforeSubmitPrompt",
+            "afterFileEdit",
+        ],
     }
 }
 
 fn hook_command(executable: &Path, agent: Agent) -> String {
     let program = executable.display().to_string();
-    let quoted = if program.contains([' ', '"', '\'']) { format!("'{}'", program.replace('\'', "'\\''")) } else { program };
+    let quoted = if program.contains([' ', '"', '\'']) {
+        format!("'{}'", program.replace('\'', "'\\''"))
+    } else {
+        program
+    };
     format!("{quoted} hook {}", agent.id())
 }
 
@@ -78,16 +93,22 @@ fn is_quint_command(command: &str) -> bool {
 
 /// Adds Quint's hooks to a settings document; false when they were all already there.
 fn add_hooks(agent: Agent, document: &mut Value, command: &str) -> Result<bool, String> {
-    let root = document.as_object_mut().ok_or("the settings file is not a JSON object")?;
+    let root = document
+        .as_object_mut()
+        .ok_or("the settings file is not a JSON object")?;
     if agent == Agent::Cursor {
         root.entry("version").or_insert(json!(1));
     }
     let hooks = root.entry("hooks").or_insert_with(|| json!({}));
-    let hooks = hooks.as_object_mut().ok_or("`hooks` is not a JSON object")?;
+    let hooks = hooks
+        .as_object_mut()
+        .ok_or("`hooks` is not a JSON object")?;
     let mut changed = false;
     for event in events(agent) {
         let list = hooks.entry(*event).or_insert_with(|| json!([]));
-        let list = list.as_array_mut().ok_or_else(|| format!("`hooks.{event}` is not a list"))?;
+        let list = list
+            .as_array_mut()
+            .ok_or_else(|| format!("`hooks.{event}` is not a list"))?;
         if list.iter().any(|entry| entry_is_ours(agent, entry)) {
             continue;
         }
@@ -104,21 +125,34 @@ fn add_hooks(agent: Agent, document: &mut Value, command: &str) -> Result<bool, 
 }
 
 fn entry_is_ours(agent: Agent, entry: &Value) -> bool {
-    let command_of = |hook: &Value| hook.get("command").and_then(Value::as_str).is_some_and(is_quint_command);
+    let command_of = |hook: &Value| {
+        hook.get("command")
+            .and_then(Value::as_str)
+            .is_some_and(is_quint_command)
+    };
     match agent {
         Agent::Cursor => command_of(entry),
-        _ => entry.get("hooks").and_then(Value::as_array).is_some_and(|hooks| hooks.iter().any(command_of)),
+        _ => entry
+            .get("hooks")
+            .and_then(Value::as_array)
+            .is_some_and(|hooks| hooks.iter().any(command_of)),
     }
 }
 
 /// Removes Quint's hooks (and containers left empty by that); false when there were none.
 fn remove_hooks(agent: Agent, document: &mut Value) -> bool {
-    let Some(root) = document.as_object_mut() else { return false };
-    let Some(Value::Object(hooks)) = root.get_mut("hooks") else { return false };
+    let Some(root) = document.as_object_mut() else {
+        return false;
+    };
+    let Some(Value::Object(hooks)) = root.get_mut("hooks") else {
+        return false;
+    };
     let mut changed = false;
     let mut emptied = Vec::new();
     for (event, list) in hooks.iter_mut() {
-        let Some(list) = list.as_array_mut() else { continue };
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
         let before = list.len();
         match agent {
             Agent::Cursor => list.retain(|entry| !entry_is_ours(agent, entry)),
@@ -126,11 +160,21 @@ fn remove_hooks(agent: Agent, document: &mut Value) -> bool {
                 for group in list.iter_mut() {
                     if let Some(inner) = group.get_mut("hooks").and_then(Value::as_array_mut) {
                         let inner_before = inner.len();
-                        inner.retain(|hook| !hook.get("command").and_then(Value::as_str).is_some_and(is_quint_command));
+                        inner.retain(|hook| {
+                            !hook
+                                .get("command")
+                                .and_then(Value::as_str)
+                                .is_some_and(is_quint_command)
+                        });
                         changed |= inner.len() != inner_before;
                     }
                 }
-                list.retain(|group| group.get("hooks").and_then(Value::as_array).is_none_or(|h| !h.is_empty()));
+                list.retain(|group| {
+                    group
+                        .get("hooks")
+                        .and_then(Value::as_array)
+                        .is_none_or(|h| !h.is_empty())
+                });
             }
         }
         if list.len() != before {
@@ -196,7 +240,9 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(fail)?;
     }
-    let mode = fs::metadata(path).map(|m| m.permissions().mode()).unwrap_or(0o644);
+    let mode = fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o644);
     let temporary = path.with_extension("quint-tmp");
     let mut file = fs::File::create(&temporary).map_err(fail)?;
     file.write_all(text.as_bytes()).map_err(fail)?;
@@ -208,7 +254,10 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
 fn unified_diff(path: &Path, before: &str, after: &str) -> String {
     similar::TextDiff::from_lines(before, after)
         .unified_diff()
-        .header(&format!("{} (before)", path.display()), &format!("{} (after)", path.display()))
+        .header(
+            &format!("{} (before)", path.display()),
+            &format!("{} (after)", path.display()),
+        )
         .to_string()
 }
 
@@ -243,33 +292,73 @@ pub fn install_one(agent: Agent, path: &Path, command: &str, dry_run: bool) -> O
         Err(e) => return outcome(agent, Some(path), "error", e),
     };
     match add_hooks(agent, &mut document, command) {
-        Err(e) => return outcome(agent, Some(path), "error", format!("{}: {e}; left it unchanged", path.display())),
-        Ok(false) => return outcome(agent, Some(path), "already-installed", "Quint's hook is already there"),
+        Err(e) => {
+            return outcome(
+                agent,
+                Some(path),
+                "error",
+                format!("{}: {e}; left it unchanged", path.display()),
+            )
+        }
+        Ok(false) => {
+            return outcome(
+                agent,
+                Some(path),
+                "already-installed",
+                "Quint's hook is already there",
+            )
+        }
         Ok(true) => {}
     }
     let updated = render(&document);
     if dry_run {
-        let mut result = outcome(agent, Some(path), "would-change", "dry run: nothing written");
-        result.diff = Some(unified_diff(path, original.as_deref().unwrap_or(""), &updated));
+        let mut result = outcome(
+            agent,
+            Some(path),
+            "would-change",
+            "dry run: nothing written",
+        );
+        result.diff = Some(unified_diff(
+            path,
+            original.as_deref().unwrap_or(""),
+            &updated,
+        ));
         return result;
     }
     let backup_file = backup_path(path);
-    let backup = match read_optional(&backup_file).ok().flatten().and_then(|t| serde_json::from_str::<Backup>(&t).ok()) {
+    let backup = match read_optional(&backup_file)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Backup>(&t).ok())
+    {
         // Keep the very first original across repeated installs.
-        Some(previous) => Backup { installed_sha256: sha256_hex(&updated), ..previous },
+        Some(previous) => Backup {
+            installed_sha256: sha256_hex(&updated),
+            ..previous
+        },
         None => Backup {
             original_existed: original.is_some(),
             original: original.clone().unwrap_or_default(),
             installed_sha256: sha256_hex(&updated),
         },
     };
-    let written = write_atomically(&backup_file, &serde_json::to_string_pretty(&backup).unwrap_or_default())
-        .and_then(|_| write_atomically(path, &updated));
+    let written = write_atomically(
+        &backup_file,
+        &serde_json::to_string_pretty(&backup).unwrap_or_default(),
+    )
+    .and_then(|_| write_atomically(path, &updated));
     match written {
         Ok(()) => {
-            let mut result = outcome(agent, Some(path), "installed", format!("backup in {}", backup_file.display()));
+            let mut result = outcome(
+                agent,
+                Some(path),
+                "installed",
+                format!("backup in {}", backup_file.display()),
+            );
             if agent == Agent::Codex {
-                result.detail.push_str("; Codex runs new hooks only after you approve them in /hooks");
+                result
+                    .detail
+                    .push_str("; Codex runs new hooks only after you approve them in /hooks");
             }
             result
         }
@@ -283,7 +372,10 @@ pub fn uninstall_one(agent: Agent, path: &Path, dry_run: bool) -> Outcome {
         Err(e) => return outcome(agent, Some(path), "error", e),
     };
     let backup_file = backup_path(path);
-    let backup = read_optional(&backup_file).ok().flatten().and_then(|t| serde_json::from_str::<Backup>(&t).ok());
+    let backup = read_optional(&backup_file)
+        .ok()
+        .flatten()
+        .and_then(|t| serde_json::from_str::<Backup>(&t).ok());
     // Untouched since install: put the original bytes back exactly.
     let restored: Option<Option<String>> = match (&backup, &current) {
         (Some(b), Some(text)) if sha256_hex(text) == b.installed_sha256 => {
@@ -306,14 +398,28 @@ pub fn uninstall_one(agent: Agent, path: &Path, dry_run: bool) -> Outcome {
                 if !dry_run && backup.is_some() {
                     let _ = fs::remove_file(&backup_file);
                 }
-                return outcome(agent, Some(path), "not-installed", "no Quint hook in this file");
+                return outcome(
+                    agent,
+                    Some(path),
+                    "not-installed",
+                    "no Quint hook in this file",
+                );
             }
             Some(render(&document))
         }
     };
     if dry_run {
-        let mut result = outcome(agent, Some(path), "would-change", "dry run: nothing written");
-        result.diff = Some(unified_diff(path, current.as_deref().unwrap_or(""), updated.as_deref().unwrap_or("")));
+        let mut result = outcome(
+            agent,
+            Some(path),
+            "would-change",
+            "dry run: nothing written",
+        );
+        result.diff = Some(unified_diff(
+            path,
+            current.as_deref().unwrap_or(""),
+            updated.as_deref().unwrap_or(""),
+        ));
         return result;
     }
     let written = match &updated {
@@ -324,20 +430,34 @@ pub fn uninstall_one(agent: Agent, path: &Path, dry_run: bool) -> Outcome {
         return outcome(agent, Some(path), "error", e);
     }
     let _ = fs::remove_file(&backup_file);
-    let how = if restoring { "restored the original file" } else { "removed Quint's entries (file was edited since install)" };
+    let how = if restoring {
+        "restored the original file"
+    } else {
+        "removed Quint's entries (file was edited since install)"
+    };
     outcome(agent, Some(path), "removed", how)
 }
 
 /// Whether an agent's settings file for a scope carries Quint's hook.
 pub fn is_installed(agent: Agent, scope: Scope, home: &Path) -> bool {
-    let Ok(path) = settings_path(agent, scope, home) else { return false };
-    let Ok(Some(text)) = read_optional(&path) else { return false };
-    let Ok(document) = serde_json::from_str::<Value>(&text) else { return false };
+    let Ok(path) = settings_path(agent, scope, home) else {
+        return false;
+    };
+    let Ok(Some(text)) = read_optional(&path) else {
+        return false;
+    };
+    let Ok(document) = serde_json::from_str::<Value>(&text) else {
+        return false;
+    };
     document
         .get("hooks")
         .and_then(Value::as_object)
         .is_some_and(|hooks: &Map<String, Value>| {
-            hooks.values().filter_map(Value::as_array).flatten().any(|entry| entry_is_ours(agent, entry))
+            hooks
+                .values()
+                .filter_map(Value::as_array)
+                .flatten()
+                .any(|entry| entry_is_ours(agent, entry))
         })
 }
 
@@ -356,7 +476,11 @@ pub fn run(request: Request) -> i32 {
         return 2;
     }
     let explicit = !request.agents.is_empty();
-    let agents = if explicit { request.agents.clone() } else { Agent::ALL.to_vec() };
+    let agents = if explicit {
+        request.agents.clone()
+    } else {
+        Agent::ALL.to_vec()
+    };
     let executable = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("quintctl"));
     let command = hook_command(&executable, Agent::ClaudeCode);
     let mut outcomes = Vec::new();
@@ -368,9 +492,16 @@ pub fn run(request: Request) -> i32 {
                 continue;
             }
         };
-        let detected = request.scope == Scope::Managed || agent_home_dir(agent, &home).is_dir() || path.exists();
+        let detected = request.scope == Scope::Managed
+            || agent_home_dir(agent, &home).is_dir()
+            || path.exists();
         if request.install && !explicit && !detected {
-            outcomes.push(outcome(agent, Some(&path), "skipped", "agent not detected (use --agent to install anyway)"));
+            outcomes.push(outcome(
+                agent,
+                Some(&path),
+                "skipped",
+                "agent not detected (use --agent to install anyway)",
+            ));
             continue;
         }
         let command = command.replace(" hook claude-code", &format!(" hook {}", agent.id()));
@@ -385,7 +516,10 @@ pub fn run(request: Request) -> i32 {
     } else {
         for result in &outcomes {
             let path = result.path.as_deref().unwrap_or("-");
-            println!("{:<12} {:<18} {path}  ({})", result.agent, result.result, result.detail);
+            println!(
+                "{:<12} {:<18} {path}  ({})",
+                result.agent, result.result, result.detail
+            );
             if let Some(diff) = &result.diff {
                 print!("{diff}");
             }
@@ -420,10 +554,19 @@ mod tests {
             let path = dir.path().join("settings.json");
             fs::write(&path, USER_SETTINGS).unwrap();
             let command = "/usr/bin/quintctl hook x";
-            assert_eq!(install_one(agent, &path, command, false).result, "installed");
+            assert_eq!(
+                install_one(agent, &path, command, false).result,
+                "installed"
+            );
             let installed = fs::read_to_string(&path).unwrap();
-            assert!(installed.contains("/home/u/bin/guard.sh") && installed.contains(command), "{installed}");
-            assert_eq!(install_one(agent, &path, command, false).result, "already-installed");
+            assert!(
+                installed.contains("/home/u/bin/guard.sh") && installed.contains(command),
+                "{installed}"
+            );
+            assert_eq!(
+                install_one(agent, &path, command, false).result,
+                "already-installed"
+            );
             assert_eq!(uninstall_one(agent, &path, false).result, "removed");
             assert_eq!(fs::read_to_string(&path).unwrap(), USER_SETTINGS, "{agent}");
             assert!(!backup_path(&path).exists());
@@ -435,11 +578,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("settings.json");
         fs::write(&path, USER_SETTINGS).unwrap();
-        install_one(Agent::ClaudeCode, &path, "/usr/bin/quintctl hook claude-code", false);
-        let mut document: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        install_one(
+            Agent::ClaudeCode,
+            &path,
+            "/usr/bin/quintctl hook claude-code",
+            false,
+        );
+        let mut document: Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         document["theme"] = json!("dark");
         fs::write(&path, render(&document)).unwrap();
-        assert_eq!(uninstall_one(Agent::ClaudeCode, &path, false).result, "removed");
+        assert_eq!(
+            uninstall_one(Agent::ClaudeCode, &path, false).result,
+            "removed"
+        );
         let after: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(after["theme"], "dark");
         assert_eq!(after["hooks"]["PreToolUse"].as_array().unwrap().len(), 1);
@@ -466,6 +618,12 @@ mod tests {
 
     fn is_installed_at(agent: Agent, path: &Path) -> bool {
         let document: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
-        document["hooks"].as_object().unwrap().values().filter_map(Value::as_array).flatten().any(|e| entry_is_ours(agent, e))
+        document["hooks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_array)
+            .flatten()
+            .any(|e| entry_is_ours(agent, e))
     }
 }

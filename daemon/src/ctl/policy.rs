@@ -13,10 +13,17 @@ use crate::config::Config;
 use crate::policy_layers::read_policy_dir;
 
 /// The files a command works on: the ones named (files or directories), else the policy dir.
-fn local_sources(config: &Config, paths: &[PathBuf]) -> Result<Vec<PolicySource>, Vec<PolicyError>> {
+fn local_sources(
+    config: &Config,
+    paths: &[PathBuf],
+) -> Result<Vec<PolicySource>, Vec<PolicyError>> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
-    let named: Vec<PathBuf> = if paths.is_empty() { vec![config.policy_dir.clone()] } else { paths.to_vec() };
+    let named: Vec<PathBuf> = if paths.is_empty() {
+        vec![config.policy_dir.clone()]
+    } else {
+        paths.to_vec()
+    };
     for path in named {
         if path.is_dir() {
             let (mut found, mut failed) = read_policy_dir(&path);
@@ -24,7 +31,10 @@ fn local_sources(config: &Config, paths: &[PathBuf]) -> Result<Vec<PolicySource>
             errors.append(&mut failed);
         } else {
             match std::fs::read_to_string(&path) {
-                Ok(text) => sources.push(PolicySource { name: path.display().to_string(), text }),
+                Ok(text) => sources.push(PolicySource {
+                    name: path.display().to_string(),
+                    text,
+                }),
                 Err(e) => errors.push(PolicyError {
                     file: path.display().to_string(),
                     line: None,
@@ -67,9 +77,16 @@ pub fn lint(config: &Config, paths: &[PathBuf], json_output: bool) -> i32 {
     match Policy::compile(&sources) {
         Ok(policy) => {
             if json_output {
-                print_json(&json!({ "ok": true, "rules": policy.rules().len(), "files": sources.len(), "hash": policy.hash() }));
+                print_json(
+                    &json!({ "ok": true, "rules": policy.rules().len(), "files": sources.len(), "hash": policy.hash() }),
+                );
             } else {
-                println!("policy OK: {} rules from {} files (hash {})", policy.rules().len(), sources.len(), policy.hash());
+                println!(
+                    "policy OK: {} rules from {} files (hash {})",
+                    policy.rules().len(),
+                    sources.len(),
+                    policy.hash()
+                );
             }
             0
         }
@@ -79,7 +96,11 @@ pub fn lint(config: &Config, paths: &[PathBuf], json_output: bool) -> i32 {
 
 pub fn test(config: &Config, paths: &[PathBuf], json_output: bool) -> i32 {
     // Named files are tested on their own; with none, everything in force is tested.
-    let sources = if paths.is_empty() { layered(config, paths) } else { local_sources(config, paths) };
+    let sources = if paths.is_empty() {
+        layered(config, paths)
+    } else {
+        local_sources(config, paths)
+    };
     let report = match sources.and_then(|s| run_rule_tests(&s)) {
         Ok(report) => report,
         Err(errors) => return report_errors(&errors, json_output),
@@ -89,7 +110,10 @@ pub fn test(config: &Config, paths: &[PathBuf], json_output: bool) -> i32 {
     } else {
         for failure in &report.failures {
             let line = failure.line.map(|l| format!(":{l}")).unwrap_or_default();
-            println!("FAIL {}{line}: rule {}: {}", failure.file, failure.rule_id, failure.message);
+            println!(
+                "FAIL {}{line}: rule {}: {}",
+                failure.file, failure.rule_id, failure.message
+            );
         }
         for id in &report.incomplete {
             println!("note: rule {id} lacks a must-match or a must-not-match test case");
@@ -138,7 +162,10 @@ pub fn eval(config: &Config, policy_paths: &[PathBuf], input: EvalInput, json_ou
             } else {
                 std::fs::read(&from)
             };
-            match bytes.map_err(|e| e.to_string()).and_then(|b| Event::from_json(&b).map_err(|e| e.to_string())) {
+            match bytes
+                .map_err(|e| e.to_string())
+                .and_then(|b| Event::from_json(&b).map_err(|e| e.to_string()))
+            {
                 Ok(event) => event,
                 Err(e) => {
                     eprintln!("quintctl: cannot read the event from {from}: {e}");
@@ -156,7 +183,11 @@ pub fn eval(config: &Config, policy_paths: &[PathBuf], input: EvalInput, json_ou
         print_json(&verdict);
     } else {
         println!("decision: {}", verdict.decision);
-        println!("risk:     {} ({})", verdict.risk_score, quint_policy::risk::band(verdict.risk_score));
+        println!(
+            "risk:     {} ({})",
+            verdict.risk_score,
+            quint_policy::risk::band(verdict.risk_score)
+        );
         if !verdict.rule_ids.is_empty() {
             println!("rules:    {}", verdict.rule_ids.join(", "));
         }

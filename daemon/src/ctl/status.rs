@@ -68,17 +68,35 @@ fn print_human(report: &StatusReport) {
     }
     let Some(status) = &report.daemon else {
         if report.spooled_offline > 0 {
-            println!("  {} event(s) decided offline wait in the spool for quintd", report.spooled_offline);
+            println!(
+                "  {} event(s) decided offline wait in the spool for quintd",
+                report.spooled_offline
+            );
         }
         println!("  start it with `systemctl start quintd` (or run `quintd` for a private daemon)");
         return;
     };
     println!();
     print_fields(&[
-        ("daemon", format!("quintd {} (pid {}), up {}", status.version, status.pid, human_duration(status.uptime_seconds))),
+        (
+            "daemon",
+            format!(
+                "quintd {} (pid {}), up {}",
+                status.version,
+                status.pid,
+                human_duration(status.uptime_seconds)
+            ),
+        ),
         (
             "policy",
-            format!("{} rules, hash {}, from {} ({} files), loaded {}", status.policy.rules, status.policy.hash, status.policy.origin, status.policy.sources.len(), status.policy.loaded_at),
+            format!(
+                "{} rules, hash {}, from {} ({} files), loaded {}",
+                status.policy.rules,
+                status.policy.hash,
+                status.policy.origin,
+                status.policy.sources.len(),
+                status.policy.loaded_at
+            ),
         ),
     ]);
     for error in &status.policy.errors {
@@ -110,8 +128,15 @@ fn print_human(report: &StatusReport) {
     for session in status.active_sessions.iter().take(5) {
         println!(
             "    {:<12} {:<40} {} actions, {} denied, last {}",
-            session.platform, session.session_id, session.actions, session.denials, session.last_seen
+            session.platform,
+            session.session_id,
+            session.actions,
+            session.denials,
+            session.last_seen
         );
     }
-    print_fields(&[("state", status.paths.state_dir.clone()), ("socket", status.paths.socket.clone())]);
+    print_fields(&[
+        ("state", status.paths.state_dir.clone()),
+        ("socket", status.paths.socket.clone()),
+    ]);
 }

@@ -28,7 +28,9 @@ pub(super) fn parse(object: &Map<String, Value>) -> Result<HookCall, String> {
             let mut event = base_event(agent, ActionType::ToolCall, session, name);
             event.tool_name = Some(tool.to_string());
             let input = match object.get("tool_input") {
-                Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| json!({ "input": text })),
+                Some(Value::String(text)) => {
+                    serde_json::from_str(text).unwrap_or_else(|_| json!({ "input": text }))
+                }
                 Some(value) => value.clone(),
                 None => json!({}),
             };
@@ -46,7 +48,9 @@ pub(super) fn parse(object: &Map<String, Value>) -> Result<HookCall, String> {
             event.labels.insert("mcp_tool".into(), tool.to_string());
             // Cursor sends tool_input as a JSON string; keep it structured when it parses.
             event.arguments = match object.get("tool_input") {
-                Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| json!({ "input": text })),
+                Some(Value::String(text)) => {
+                    serde_json::from_str(text).unwrap_or_else(|_| json!({ "input": text }))
+                }
                 Some(value @ Value::Object(_)) => value.clone(),
                 _ => json!({}),
             };
@@ -75,13 +79,23 @@ pub(super) fn parse(object: &Map<String, Value>) -> Result<HookCall, String> {
         }
         _ => (HookKind::Observe, None),
     };
-    Ok(HookCall { kind, hook_event_name: name.to_string(), event })
+    Ok(HookCall {
+        kind,
+        hook_event_name: name.to_string(),
+        event,
+    })
 }
 
 /// Cursor names the server by how it is reached; use the command's program or the URL host.
 fn mcp_server_name(object: &Map<String, Value>) -> String {
     if let Some(url) = string_field(object, "url") {
-        let host = url.split("://").nth(1).unwrap_or(url).split(['/', ':']).next().unwrap_or("");
+        let host = url
+            .split("://")
+            .nth(1)
+            .unwrap_or(url)
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("");
         if !host.is_empty() {
             return host.to_string();
         }
@@ -112,7 +126,9 @@ pub(super) fn answer(call: &HookCall, outcome: &Outcome) -> HookAnswer {
     let stdout = match call.kind {
         HookKind::PreAction if call.hook_event_name == "preToolUse" => match outcome.decision {
             // The generic preToolUse knows only allow and deny.
-            Decision::Deny | Decision::Ask => json!({ "decision": "deny", "reason": outcome.message }),
+            Decision::Deny | Decision::Ask => {
+                json!({ "decision": "deny", "reason": outcome.message })
+            }
             Decision::Allow | Decision::Alert => json!({ "decision": "allow" }),
         },
         HookKind::PreAction => {
@@ -124,10 +140,16 @@ pub(super) fn answer(call: &HookCall, outcome: &Outcome) -> HookAnswer {
             permission_json(permission, &outcome.message)
         }
         HookKind::Prompt => match outcome.decision {
-            Decision::Deny | Decision::Ask => json!({ "continue": false, "user_message": outcome.message }),
+            Decision::Deny | Decision::Ask => {
+                json!({ "continue": false, "user_message": outcome.message })
+            }
             _ => json!({ "continue": true }),
         },
         HookKind::Observe => return proceed(),
     };
-    HookAnswer { stdout: stdout.to_string(), stderr: String::new(), exit_code: 0 }
+    HookAnswer {
+        stdout: stdout.to_string(),
+        stderr: String::new(),
+        exit_code: 0,
+    }
 }

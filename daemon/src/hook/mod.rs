@@ -21,7 +21,12 @@ pub enum Agent {
 }
 
 impl Agent {
-    pub const ALL: [Agent; 4] = [Agent::ClaudeCode, Agent::Cursor, Agent::Codex, Agent::GeminiCli];
+    pub const ALL: [Agent; 4] = [
+        Agent::ClaudeCode,
+        Agent::Cursor,
+        Agent::Codex,
+        Agent::GeminiCli,
+    ];
 
     /// The platform id used in events.
     pub fn id(self) -> &'static str {
@@ -103,7 +108,10 @@ pub fn parse(agent: Agent, input: &Value, context: &HookContext) -> Result<HookC
         Agent::Cursor => cursor::parse(object)?,
         Agent::GeminiCli => gemini_cli::parse(object)?,
     };
-    Ok(HookCall { event: call.event.map(|e| with_context(e, object, context)), ..call })
+    Ok(HookCall {
+        event: call.event.map(|e| with_context(e, object, context)),
+        ..call
+    })
 }
 
 /// Formats a verdict in the agent's convention.
@@ -127,31 +135,66 @@ pub fn refuse(agent: Option<Agent>, message: &str) -> HookAnswer {
             exit_code: 2,
         },
         // Claude Code, Codex and Gemini CLI block on exit code 2 and show stderr.
-        _ => HookAnswer { stdout: String::new(), stderr: format!("{text}\n"), exit_code: 2 },
+        _ => HookAnswer {
+            stdout: String::new(),
+            stderr: format!("{text}\n"),
+            exit_code: 2,
+        },
     }
 }
 
 /// A neutral "carry on" answer that every agent accepts.
 fn proceed() -> HookAnswer {
-    HookAnswer { stdout: "{}".into(), stderr: String::new(), exit_code: 0 }
+    HookAnswer {
+        stdout: "{}".into(),
+        stderr: String::new(),
+        exit_code: 0,
+    }
 }
 
 /// The event skeleton shared by all agents.
-fn base_event(agent: Agent, action: ActionType, session_id: Option<&str>, hook_event_name: &str) -> Event {
+fn base_event(
+    agent: Agent,
+    action: ActionType,
+    session_id: Option<&str>,
+    hook_event_name: &str,
+) -> Event {
     let session = session_id.filter(|s| !s.is_empty()).map(str::to_string);
-    let mut event = Event::new(Source::Hook, agent.id(), action, session.as_deref().unwrap_or(""));
-    event.labels.insert("hook_event".into(), hook_event_name.to_string());
+    let mut event = Event::new(
+        Source::Hook,
+        agent.id(),
+        action,
+        session.as_deref().unwrap_or(""),
+    );
+    event
+        .labels
+        .insert("hook_event".into(), hook_event_name.to_string());
     event
 }
 
 /// The main object of a tool call: command line, path, URL or pattern.
 fn target_of(tool_input: &Value) -> Option<String> {
     let object = tool_input.as_object()?;
-    for key in ["command", "cmd", "file_path", "path", "notebook_path", "absolute_path", "url", "pattern", "query"] {
+    for key in [
+        "command",
+        "cmd",
+        "file_path",
+        "path",
+        "notebook_path",
+        "absolute_path",
+        "url",
+        "pattern",
+        "query",
+    ] {
         match object.get(key) {
             Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
             Some(Value::Array(argv)) if !argv.is_empty() => {
-                return Some(argv.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+                return Some(
+                    argv.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
             }
             _ => {}
         }
@@ -168,9 +211,17 @@ fn with_context(mut event: Event, object: &Map<String, Value>, context: &HookCon
     if let Some(cwd) = string_field(object, "cwd").filter(|c| !c.is_empty()) {
         event.labels.insert("cwd".into(), cwd.to_string());
     }
-    for key in ["permission_mode", "transcript_path", "tool_use_id", "generation_id", "model"] {
+    for key in [
+        "permission_mode",
+        "transcript_path",
+        "tool_use_id",
+        "generation_id",
+        "model",
+    ] {
         if let Some(value) = string_field(object, key) {
-            event.labels.insert(key.into(), value.chars().take(512).collect());
+            event
+                .labels
+                .insert(key.into(), value.chars().take(512).collect());
         }
     }
     if let Some(home) = &context.home {
@@ -180,7 +231,9 @@ fn with_context(mut event: Event, object: &Map<String, Value>, context: &HookCon
         event.labels.insert("user".into(), user.clone());
     }
     if let Some(pid) = context.parent_pid {
-        event.labels.insert("hook_parent_pid".into(), pid.to_string());
+        event
+            .labels
+            .insert("hook_parent_pid".into(), pid.to_string());
     }
     if event.session_id.is_empty() {
         // No agent session id: fall back to the agent process, which outlives each hook call.
@@ -191,7 +244,12 @@ fn with_context(mut event: Event, object: &Map<String, Value>, context: &HookCon
 }
 
 /// The short text an agent shows when Quint blocks or questions an action.
-pub fn explain(decision: Decision, rule_ids: &[String], reason: Option<&str>, offline: bool) -> String {
+pub fn explain(
+    decision: Decision,
+    rule_ids: &[String],
+    reason: Option<&str>,
+    offline: bool,
+) -> String {
     let verb = match decision {
         Decision::Deny => "blocked",
         Decision::Ask => "needs approval",

@@ -30,7 +30,12 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 /// hash(n) = SHA-256(hash(n-1) ‖ n ‖ event_id ‖ SHA-256(payload)).
-pub fn record_hash(prev: &[u8; 32], seq: u64, event_id: &str, payload_sha256: &[u8; 32]) -> [u8; 32] {
+pub fn record_hash(
+    prev: &[u8; 32],
+    seq: u64,
+    event_id: &str,
+    payload_sha256: &[u8; 32],
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);
     hasher.update(seq.to_be_bytes());
@@ -48,13 +53,21 @@ fn checkpoint_message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
 
 pub fn read_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
     let head = conn
-        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+        )
         .optional()?;
     Ok(match head {
-        Some((seq, hash)) => ChainHead { seq: seq as u64, hash: decode_hash(&hash).unwrap_or(GENESIS) },
-        None => ChainHead { seq: 0, hash: GENESIS },
+        Some((seq, hash)) => ChainHead {
+            seq: seq as u64,
+            hash: decode_hash(&hash).unwrap_or(GENESIS),
+        },
+        None => ChainHead {
+            seq: 0,
+            hash: GENESIS,
+        },
     })
 }
 
@@ -90,7 +103,10 @@ impl AuditSigner {
         let key = Ed25519KeyPair::from_pkcs8(&pkcs8)
             .map_err(|_| anyhow::anyhow!("{} is not an Ed25519 PKCS#8 key", key_path.display()))?;
         let public_hex = hex::encode(key.public_key().as_ref());
-        if fs::read_to_string(public_path).map(|t| t.trim() != public_hex).unwrap_or(true) {
+        if fs::read_to_string(public_path)
+            .map(|t| t.trim() != public_hex)
+            .unwrap_or(true)
+        {
             fs::write(public_path, format!("{public_hex}\n"))
                 .with_context(|| format!("writing {}", public_path.display()))?;
         }
@@ -163,7 +179,11 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
         let action_event_id: Option<String> = row.get(5)?;
         let action_decision: Option<String> = row.get(6)?;
         let payload: Option<String> = row.get(7)?;
-        let problem = |message: String| AuditProblem { seq, event_id: Some(event_id.clone()), message };
+        let problem = |message: String| AuditProblem {
+            seq,
+            event_id: Some(event_id.clone()),
+            message,
+        };
 
         if seq != expected_seq {
             problems.push(problem(format!(
@@ -172,19 +192,30 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
             )));
         }
         if decode_hash(&prev_hash) != Some(prev) {
-            problems.push(problem("prev_hash does not match the previous record (chain broken)".into()));
+            problems.push(problem(
+                "prev_hash does not match the previous record (chain broken)".into(),
+            ));
         }
-        let computed = decode_hash(&payload_sha).map(|p| record_hash(&prev_hash_or(&prev_hash, prev), seq, &event_id, &p));
+        let computed = decode_hash(&payload_sha)
+            .map(|p| record_hash(&prev_hash_or(&prev_hash, prev), seq, &event_id, &p));
         if computed.is_none() || computed != decode_hash(&hash) {
-            problems.push(problem("record hash does not match its contents (record edited)".into()));
+            problems.push(problem(
+                "record hash does not match its contents (record edited)".into(),
+            ));
         }
         match (&payload, &action_event_id) {
             (None, _) => problems.push(problem("the action for this record was deleted".into())),
             (Some(payload), Some(action_id)) => {
                 if hex::encode(sha256(payload.as_bytes())) != payload_sha {
-                    problems.push(problem("action payload does not match its audit hash (action edited)".into()));
-                } else if action_id != &event_id || !columns_match_payload(payload, action_decision.as_deref()) {
-                    problems.push(problem("action columns do not match its payload (action edited)".into()));
+                    problems.push(problem(
+                        "action payload does not match its audit hash (action edited)".into(),
+                    ));
+                } else if action_id != &event_id
+                    || !columns_match_payload(payload, action_decision.as_deref())
+                {
+                    problems.push(problem(
+                        "action columns do not match its payload (action edited)".into(),
+                    ));
                 }
             }
             (Some(_), None) => problems.push(problem("action row has no event id".into())),
@@ -210,7 +241,8 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
     let verifier = UnparsedPublicKey::new(&ED25519, public_key);
     let mut checkpoints = 0;
     let mut last_checkpoint_seq = None;
-    let mut statement = conn.prepare("SELECT seq, hash, signature FROM audit_checkpoints ORDER BY seq")?;
+    let mut statement =
+        conn.prepare("SELECT seq, hash, signature FROM audit_checkpoints ORDER BY seq")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         checkpoints += 1;
@@ -218,22 +250,35 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
         let hash: String = row.get(1)?;
         let signature: String = row.get(2)?;
         last_checkpoint_seq = Some(seq);
-        let problem = |message: String| AuditProblem { seq, event_id: None, message };
+        let problem = |message: String| AuditProblem {
+            seq,
+            event_id: None,
+            message,
+        };
         let signed = decode_hash(&hash)
             .zip(hex::decode(&signature).ok())
             .is_some_and(|(h, sig)| verifier.verify(&checkpoint_message(seq, &h), &sig).is_ok());
         if !signed {
-            problems.push(problem(format!("checkpoint at record {seq} has a bad signature")));
+            problems.push(problem(format!(
+                "checkpoint at record {seq} has a bad signature"
+            )));
         } else if seq > records {
             problems.push(problem(format!(
                 "checkpoint at record {seq} is past the last record {records}: records were deleted"
             )));
         } else if hashes.get(&seq) != Some(&hash) {
-            problems.push(problem(format!("record {seq} differs from its signed checkpoint (record edited)")));
+            problems.push(problem(format!(
+                "record {seq} differs from its signed checkpoint (record edited)"
+            )));
         }
     }
     problems.sort_by_key(|p| p.seq);
-    Ok(VerifyReport { records, checkpoints, last_checkpoint_seq, problems })
+    Ok(VerifyReport {
+        records,
+        checkpoints,
+        last_checkpoint_seq,
+        problems,
+    })
 }
 
 fn prev_hash_or(text: &str, fallback: [u8; 32]) -> [u8; 32] {
@@ -241,6 +286,8 @@ fn prev_hash_or(text: &str, fallback: [u8; 32]) -> [u8; 32] {
 }
 
 fn columns_match_payload(payload: &str, decision: Option<&str>) -> bool {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else { return false };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return false;
+    };
     value.get("decision").and_then(|d| d.as_str()) == decision
 }

@@ -81,8 +81,11 @@ pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connectio
 
 /// A read-only connection for queries that must not block the writer.
 pub fn open_reader(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_context(|| format!("opening {} read-only", path.display()))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening {} read-only", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
@@ -107,9 +110,16 @@ pub enum Appended {
 impl Recorder {
     pub fn open(config: &Config) -> anyhow::Result<Recorder> {
         let conn = open_database(&config.database_path(), &config.storage.synchronous)?;
-        let signer = AuditSigner::load_or_create(&config.audit_key_path(), &config.audit_public_key_path())?;
+        let signer =
+            AuditSigner::load_or_create(&config.audit_key_path(), &config.audit_public_key_path())?;
         let head = audit::read_head(&conn)?;
-        Ok(Recorder { conn, head, signer, since_checkpoint: 0, checkpoint_every: config.storage.checkpoint_every })
+        Ok(Recorder {
+            conn,
+            head,
+            signer,
+            since_checkpoint: 0,
+            checkpoint_every: config.storage.checkpoint_every,
+        })
     }
 
     pub fn head(&self) -> ChainHead {
@@ -204,7 +214,9 @@ impl Recorder {
 }
 
 fn quint_timestamp(event: &Event) -> String {
-    event.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    event
+        .timestamp
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
@@ -213,11 +225,19 @@ mod tests {
     use quint_policy::{ActionType, Source};
 
     fn config(dir: &Path) -> Config {
-        Config { state_dir: dir.to_path_buf(), ..Config::default() }
+        Config {
+            state_dir: dir.to_path_buf(),
+            ..Config::default()
+        }
     }
 
     fn event(decision: Decision) -> Event {
-        let mut event = Event::new(Source::Hook, "claude-code", ActionType::ToolCall, "session-1");
+        let mut event = Event::new(
+            Source::Hook,
+            "claude-code",
+            ActionType::ToolCall,
+            "session-1",
+        );
         event.decision = decision;
         event
     }
@@ -236,7 +256,10 @@ mod tests {
         let batch: Vec<Event> = (0..5).map(|_| event(Decision::Allow)).collect();
         let outcomes = recorder.append(&batch).unwrap();
         assert_eq!(outcomes.last(), Some(&Appended::Recorded(5)));
-        assert_eq!(recorder.append(&batch[..2]).unwrap(), vec![Appended::Duplicate; 2]);
+        assert_eq!(
+            recorder.append(&batch[..2]).unwrap(),
+            vec![Appended::Duplicate; 2]
+        );
         recorder.checkpoint().unwrap();
         drop(recorder);
         let report = verify(&config);
@@ -263,12 +286,24 @@ mod tests {
             .unwrap();
         let report = verify(&config);
         assert_eq!(report.problems[0].seq, 4);
-        assert_eq!(report.problems[0].event_id.as_deref(), Some(batch[3].event_id.to_string().as_str()));
+        assert_eq!(
+            report.problems[0].event_id.as_deref(),
+            Some(batch[3].event_id.to_string().as_str())
+        );
         assert!(report.problems[0].message.contains("action edited"));
 
-        conn.execute("DELETE FROM audit WHERE seq >= 9", []).unwrap();
-        conn.execute("DELETE FROM actions WHERE seq >= 9", []).unwrap();
+        conn.execute("DELETE FROM audit WHERE seq >= 9", [])
+            .unwrap();
+        conn.execute("DELETE FROM actions WHERE seq >= 9", [])
+            .unwrap();
         let report = verify(&config);
-        assert!(report.problems.iter().any(|p| p.message.contains("records were deleted")), "{:?}", report.problems);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.message.contains("records were deleted")),
+            "{:?}",
+            report.problems
+        );
     }
 }

@@ -45,10 +45,20 @@ pub fn query_events(conn: &Connection, filter: &EventFilter) -> rusqlite::Result
         clauses.push(format!("seq > CAST(?{} AS INTEGER)", values.len()));
     }
     let limit = filter.limit.unwrap_or(50).min(MAX_LIMIT);
-    let where_clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let where_clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
     // Following reads forward from a position; a plain listing shows the newest events.
-    let order = if filter.after_seq.is_some() { "ASC" } else { "DESC" };
-    let sql = format!("SELECT seq, payload FROM actions {where_clause} ORDER BY seq {order} LIMIT {limit}");
+    let order = if filter.after_seq.is_some() {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let sql = format!(
+        "SELECT seq, payload FROM actions {where_clause} ORDER BY seq {order} LIMIT {limit}"
+    );
     let mut statement = conn.prepare(&sql)?;
     let mut events: Vec<StoredEvent> = statement
         .query_map(params_from_iter(values.iter()), |row| {
@@ -66,9 +76,12 @@ pub fn query_events(conn: &Connection, filter: &EventFilter) -> rusqlite::Result
 }
 
 pub fn decision_counts(conn: &Connection) -> rusqlite::Result<BTreeMap<String, u64>> {
-    let mut counts: BTreeMap<String, u64> = Decision::ALL.iter().map(|d| (d.to_string(), 0)).collect();
+    let mut counts: BTreeMap<String, u64> =
+        Decision::ALL.iter().map(|d| (d.to_string(), 0)).collect();
     let mut statement = conn.prepare("SELECT decision, count(*) FROM actions GROUP BY decision")?;
-    for row in statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))? {
+    for row in statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })? {
         let (decision, count) = row?;
         counts.insert(decision, count as u64);
     }
@@ -77,8 +90,12 @@ pub fn decision_counts(conn: &Connection) -> rusqlite::Result<BTreeMap<String, u
 
 /// Actions not yet acknowledged by a relay.
 pub fn pending_count(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT count(*) FROM actions WHERE upload_state = 0", [], |row| row.get::<_, i64>(0))
-        .map(|n| n as u64)
+    conn.query_row(
+        "SELECT count(*) FROM actions WHERE upload_state = 0",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -130,10 +130,9 @@ pub fn parse_source(source: &PolicySource) -> Result<Vec<LocatedRule>, Vec<Polic
 
 fn check_rule(spec: &RuleSpec) -> Option<String> {
     let id_ok = !spec.id.is_empty()
-        && spec
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
+        && spec.id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        });
     if !id_ok {
         return Some("rule id must be non-empty lowercase letters, digits, `.`, `-` or `_`".into());
     }
@@ -145,7 +144,9 @@ fn check_rule(spec: &RuleSpec) -> Option<String> {
 
 fn check_condition(condition: &Condition) -> Option<String> {
     if condition.is_empty() {
-        return Some("`match` (or a nested any/all/not) has no matchers; it would match everything".into());
+        return Some(
+            "`match` (or a nested any/all/not) has no matchers; it would match everything".into(),
+        );
     }
     condition
         .any
@@ -157,11 +158,17 @@ fn check_condition(condition: &Condition) -> Option<String> {
 
 /// Finds the line of `id: <id>` so errors found after parsing still point into the file.
 fn rule_line(text: &str, id: &str) -> Option<usize> {
-    text.lines().position(|line| declared_id(line) == Some(id)).map(|index| index + 1)
+    text.lines()
+        .position(|line| declared_id(line) == Some(id))
+        .map(|index| index + 1)
 }
 
 fn rule_id_before_line(text: &str, line: usize) -> Option<String> {
-    text.lines().take(line).filter_map(declared_id).last().map(str::to_string)
+    text.lines()
+        .take(line)
+        .filter_map(declared_id)
+        .last()
+        .map(str::to_string)
 }
 
 fn declared_id(line: &str) -> Option<&str> {
@@ -228,7 +235,9 @@ impl Expr {
 fn compile_condition(condition: &Condition, builder: &mut MatchersBuilder) -> Result<Expr, String> {
     let mut parts = Vec::new();
     if !condition.action.is_empty() {
-        parts.push(Expr::Actions(condition.action.iter().fold(0, |m, a| m | a.bit())));
+        parts.push(Expr::Actions(
+            condition.action.iter().fold(0, |m, a| m | a.bit()),
+        ));
     }
     let fields: [(AtomField, &Vec<String>); 8] = [
         (AtomField::Platform, &condition.platform),
@@ -259,7 +268,11 @@ fn compile_condition(condition: &Condition, builder: &mut MatchersBuilder) -> Re
     if let Some(child) = &condition.not {
         parts.push(Expr::Not(Box::new(compile_condition(child, builder)?)));
     }
-    Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::All(parts) })
+    Ok(if parts.len() == 1 {
+        parts.pop().unwrap()
+    } else {
+        Expr::All(parts)
+    })
 }
 
 /// A compiled rule.
@@ -309,7 +322,10 @@ pub struct Policy {
 
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Policy").field("rules", &self.rules.len()).field("hash", &self.hash).finish()
+        f.debug_struct("Policy")
+            .field("rules", &self.rules.len())
+            .field("hash", &self.hash)
+            .finish()
     }
 }
 
@@ -344,7 +360,12 @@ impl Policy {
         }
         let atom_count = builder.atom_count();
         let matchers = builder.build().map_err(|message| {
-            vec![PolicyError { file: "(policy)".into(), line: None, rule_id: None, message }]
+            vec![PolicyError {
+                file: "(policy)".into(),
+                line: None,
+                rule_id: None,
+                message,
+            }]
         })?;
         let mut triggered_by = vec![Vec::new(); atom_count];
         let mut untriggered = Vec::new();
@@ -358,7 +379,13 @@ impl Policy {
                 None => untriggered.push((rule.expr.action_mask(), index as u32)),
             }
         }
-        Ok(Policy { rules, matchers, triggered_by, untriggered, hash })
+        Ok(Policy {
+            rules,
+            matchers,
+            triggered_by,
+            untriggered,
+            hash,
+        })
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -394,7 +421,9 @@ impl Policy {
             .filter(|rule| rule.expr.holds(&fired, facts.actions))
             .collect();
         matched.sort_by(|a, b| {
-            (b.verdict, b.severity).cmp(&(a.verdict, a.severity)).then_with(|| a.id.cmp(&b.id))
+            (b.verdict, b.severity)
+                .cmp(&(a.verdict, a.severity))
+                .then_with(|| a.id.cmp(&b.id))
         });
         let top = matched.first();
         Verdict {
@@ -424,7 +453,10 @@ mod tests {
     use crate::envelope::{ActionType, Source};
 
     fn source(name: &str, text: &str) -> PolicySource {
-        PolicySource { name: name.into(), text: text.into() }
+        PolicySource {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     fn read(path: &str) -> Event {
@@ -459,8 +491,14 @@ rules:
         assert_eq!(verdict.decision, Decision::Deny);
         assert_eq!(verdict.rule_ids, vec!["credentials.ssh"]);
         assert!(verdict.risk_score > 80);
-        assert_eq!(policy.evaluate(&read("/home/ana/.ssh/id_rsa.pub")).decision, Decision::Allow);
-        assert_eq!(policy.evaluate(&read("/etc/hosts")).decision, Decision::Alert);
+        assert_eq!(
+            policy.evaluate(&read("/home/ana/.ssh/id_rsa.pub")).decision,
+            Decision::Allow
+        );
+        assert_eq!(
+            policy.evaluate(&read("/etc/hosts")).decision,
+            Decision::Alert
+        );
     }
 
     #[test]
@@ -468,21 +506,31 @@ rules:
         let local = "rules:\n  - id: credentials.ssh\n    description: off\n    match: {action: file.read}\n    verdict: deny\n    severity: low\n    disabled: true\n";
         let policy = Policy::compile(&[source("a.yaml", SSH), source("b.yaml", local)]).unwrap();
         assert_eq!(policy.rules().len(), 1);
-        assert_eq!(policy.evaluate(&read("/home/ana/.ssh/id_rsa")).decision, Decision::Allow);
+        assert_eq!(
+            policy.evaluate(&read("/home/ana/.ssh/id_rsa")).decision,
+            Decision::Allow
+        );
     }
 
     #[test]
     fn errors_name_file_line_and_rule() {
         let bad_regex = "rules:\n  - id: a.ok\n    description: x\n    match: {command: ['fine']}\n    verdict: deny\n    severity: low\n  - id: b.broken\n    description: x\n    match: {command: ['(unclosed']}\n    verdict: deny\n    severity: low\n";
-        let errors = Policy::compile(&[source("/etc/quint/policy.d/x.yaml", bad_regex)]).unwrap_err();
+        let errors =
+            Policy::compile(&[source("/etc/quint/policy.d/x.yaml", bad_regex)]).unwrap_err();
         assert_eq!(errors[0].line, Some(7));
         assert_eq!(errors[0].rule_id.as_deref(), Some("b.broken"));
-        assert!(errors[0].to_string().starts_with("/etc/quint/policy.d/x.yaml:7: rule b.broken: invalid command regex"));
+        assert!(errors[0]
+            .to_string()
+            .starts_with("/etc/quint/policy.d/x.yaml:7: rule b.broken: invalid command regex"));
 
         let bad_verdict = "rules:\n  - id: c.bad\n    description: x\n    match: {action: file.read}\n    verdict: block\n    severity: low\n";
         let errors = Policy::compile(&[source("y.yaml", bad_verdict)]).unwrap_err();
         assert_eq!(errors[0].rule_id.as_deref(), Some("c.bad"));
-        assert!(errors[0].message.contains("unknown Decision `block`"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("unknown Decision `block`"),
+            "{}",
+            errors[0]
+        );
         assert!(errors[0].line.is_some());
 
         let empty = "rules:\n  - id: d.empty\n    description: x\n    match: {}\n    verdict: deny\n    severity: low\n";
@@ -501,7 +549,10 @@ rules:
         };
         assert_eq!(shell("sudo MKFS /dev/sda").decision, Decision::Deny);
         assert_eq!(shell("echo mkfsx").decision, Decision::Allow);
-        assert_eq!(shell("curl https://api.paste.ee/v1").decision, Decision::Alert);
+        assert_eq!(
+            shell("curl https://api.paste.ee/v1").decision,
+            Decision::Alert
+        );
         assert_eq!(shell("curl https://notpaste.ee/").decision, Decision::Allow);
     }
 }

@@ -54,7 +54,11 @@ struct GlobAtoms {
 
 impl Default for GlobAtoms {
     fn default() -> Self {
-        GlobAtoms { builder: GlobSetBuilder::new(), atoms: Vec::new(), set: None }
+        GlobAtoms {
+            builder: GlobSetBuilder::new(),
+            atoms: Vec::new(),
+            set: None,
+        }
     }
 }
 
@@ -151,7 +155,8 @@ impl MatchersBuilder {
                     }
                 }
                 AtomField::Command => {
-                    Regex::new(pattern).map_err(|e| format!("invalid command regex `{pattern}`: {e}"))?;
+                    Regex::new(pattern)
+                        .map_err(|e| format!("invalid command regex `{pattern}`: {e}"))?;
                     self.regexes.push(pattern.clone());
                     self.regex_atoms.push(atom);
                 }

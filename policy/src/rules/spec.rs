@@ -100,7 +100,10 @@ impl RuleTests {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deny.is_empty() && self.ask.is_empty() && self.alert.is_empty() && self.allow.is_empty()
+        self.deny.is_empty()
+            && self.ask.is_empty()
+            && self.alert.is_empty()
+            && self.allow.is_empty()
     }
 }
 

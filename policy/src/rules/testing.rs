@@ -23,7 +23,11 @@ impl TestCase {
             ActionType::ToolCall
         });
         let platform = self.platform.as_deref().unwrap_or("unknown");
-        let source = if action == ActionType::McpCall { Source::Mcp } else { Source::Hook };
+        let source = if action == ActionType::McpCall {
+            Source::Mcp
+        } else {
+            Source::Hook
+        };
         let mut event = Event::new(source, platform, action, "policy-test");
         let mut arguments = serde_json::Map::new();
         event.tool_name = self.tool.clone();
@@ -58,7 +62,10 @@ impl TestCase {
         }
         event.arguments = arguments.into();
         event.labels.insert("home".into(), TEST_HOME.into());
-        let cwd = self.cwd.clone().unwrap_or_else(|| format!("{TEST_HOME}/project"));
+        let cwd = self
+            .cwd
+            .clone()
+            .unwrap_or_else(|| format!("{TEST_HOME}/project"));
         event.labels.insert("cwd".into(), cwd);
         event
     }
@@ -90,7 +97,10 @@ impl TestReport {
 /// Runs every rule's embedded tests; policy errors come back as `Err`.
 pub fn run_rule_tests(sources: &[PolicySource]) -> Result<TestReport, Vec<PolicyError>> {
     let rules = parse_layers(sources)?;
-    let mut report = TestReport { rules: rules.len(), ..TestReport::default() };
+    let mut report = TestReport {
+        rules: rules.len(),
+        ..TestReport::default()
+    };
     for rule in &rules {
         test_rule(rule, &mut report)?;
     }
@@ -121,11 +131,17 @@ fn test_rule(rule: &LocatedRule, report: &mut TestReport) -> Result<(), Vec<Poli
     for (expect_match, cases) in [(true, must_match), (false, spec.tests.allow.as_slice())] {
         for case in cases {
             report.cases += 1;
-            let matched = policy.evaluate(&case.to_event()).rule_ids.contains(&spec.id);
+            let matched = policy
+                .evaluate(&case.to_event())
+                .rule_ids
+                .contains(&spec.id);
             if matched != expect_match {
                 let case_text = serde_json::to_string(case).unwrap_or_default();
                 report.failures.push(fail(if expect_match {
-                    format!("expected {} but the rule did not match {case_text}", spec.verdict)
+                    format!(
+                        "expected {} but the rule did not match {case_text}",
+                        spec.verdict
+                    )
                 } else {
                     format!("expected allow but the rule matched {case_text}")
                 }));
