@@ -615,30 +615,27 @@ async fn handle_connection(daemon: &Daemon, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64 + 1);
     let mut line = Vec::new();
-    let reply = match tokio::time::timeout(
-        REQUEST_READ_TIMEOUT,
-        reader.read_until(b'\n', &mut line),
-    )
-    .await
-    {
-        Err(_) => Reply::error("timeout", "no complete request within 5 s"),
-        Ok(Err(e)) => Reply::error("io", e.to_string()),
-        Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => Reply::error(
-            "too_large",
-            format!(
+    let reply =
+        match tokio::time::timeout(REQUEST_READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await
+        {
+            Err(_) => Reply::error("timeout", "no complete request within 5 s"),
+            Ok(Err(e)) => Reply::error("io", e.to_string()),
+            Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => Reply::error(
+                "too_large",
+                format!(
                 "request larger than {MAX_REQUEST_BYTES} bytes; hooks shape bodies before sending"
             ),
-        ),
-        Ok(Ok(0)) => return,
-        Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
-            Err(e) => Reply::error("bad_request", format!("malformed request: {e}")),
-            Ok(Request::Follow { filter }) => {
-                daemon.follow(filter, &mut write).await;
-                return;
-            }
-            Ok(request) => dispatch(daemon, request, peer).await,
-        },
-    };
+            ),
+            Ok(Ok(0)) => return,
+            Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
+                Err(e) => Reply::error("bad_request", format!("malformed request: {e}")),
+                Ok(Request::Follow { filter }) => {
+                    daemon.follow(filter, &mut write).await;
+                    return;
+                }
+                Ok(request) => dispatch(daemon, request, peer).await,
+            },
+        };
     if reply.error.is_some() {
         tracing::debug!(error = ?reply.error, peer_pid = ?peer.pid, "request refused");
     }

@@ -13,7 +13,7 @@ use quint_policy::{ActionType, Event, Policy, PolicySource, Source};
 use serde_json::json;
 
 fn events() -> Vec<(&'static str, Event)> {
-    let tool = |name: &str, tool: &str, arguments: serde_json::Value| {
+    let tool = |name: &'static str, tool: &str, arguments: serde_json::Value| {
         let mut event = Event::new(Source::Hook, "claude-code", ActionType::ToolCall, "bench");
         event.tool_name = Some(tool.into());
         event.arguments = arguments;

@@ -58,7 +58,7 @@ enum Command {
     /// Policy tools that work offline.
     Policy {
         #[command(subcommand)]
-        action: PolicyAction,
+        action: Box<PolicyAction>,
     },
     /// The tamper-evident audit log.
     Audit {
@@ -106,7 +106,7 @@ enum PolicyAction {
         json: bool,
     },
     /// Decide on one event, given as an envelope (--event) or by flags.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
 }
 
 #[derive(Args)]
@@ -201,7 +201,7 @@ fn main() -> ExitCode {
             };
             ctl::events::run(&config, filter, follow, json)
         }
-        Command::Policy { action } => match action {
+        Command::Policy { action } => match *action {
             PolicyAction::Lint { paths, json } => ctl::policy::lint(&config, &paths, json),
             PolicyAction::Test { paths, json } => ctl::policy::test(&config, &paths, json),
             PolicyAction::Eval(args) => {

@@ -25,7 +25,8 @@ fn local_sources(
         paths.to_vec()
     };
     for path in named {
-        if path.is_dir() {
+        // The configured directory may not exist (no local rules); a named path must.
+        if path.is_dir() || (paths.is_empty() && !path.exists()) {
             let (mut found, mut failed) = read_policy_dir(&path);
             sources.append(&mut found);
             errors.append(&mut failed);
