@@ -35,6 +35,10 @@ daemon_pid=$!
 for _ in $(seq 1 100); do [[ -S "$QUINT_SOCKET" ]] && break; sleep 0.05; done
 [[ -S "$QUINT_SOCKET" ]] || { cat "$work/quintd.log"; echo "quintd did not start" >&2; exit 1; }
 
+echo "==> installing the hook into this (temporary) home's Claude Code settings"
+mkdir -p "$HOME/.claude"
+"$bin/quintctl" hooks install --agent claude-code
+
 session="quickstart-$(date +%s)"
 hook() { # event tool input-json
     local input

@@ -9,9 +9,15 @@ pub fn print_json(value: &impl Serialize) {
     }
 }
 
-/// `key   value` lines with the keys padded to one width.
+/// `key   value` lines; keys are padded to one width across calls so blocks line up.
 pub fn print_fields(fields: &[(&str, String)]) {
-    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    const KEY_WIDTH: usize = 10;
+    let width = fields
+        .iter()
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(0)
+        .max(KEY_WIDTH);
     for (key, value) in fields {
         println!("  {key:<width$}  {value}");
     }

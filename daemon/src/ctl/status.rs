@@ -2,9 +2,11 @@
 
 use serde::Serialize;
 
+use super::hooks_install::{is_installed, Scope};
 use super::output::{human_duration, print_fields, print_json};
 use crate::client::DaemonClient;
 use crate::config::Config;
+use crate::hook::Agent;
 use crate::protocol::{DaemonStatus, Request};
 use crate::spool;
 
@@ -17,6 +19,27 @@ struct StatusReport {
     /// Set when the daemon did not answer.
     daemon_error: Option<String>,
     spooled_offline: usize,
+    /// Per agent: whether Quint's hook is in its user and managed settings.
+    hooks: Vec<HookPresence>,
+}
+
+#[derive(Serialize)]
+struct HookPresence {
+    agent: String,
+    user: bool,
+    managed: bool,
+}
+
+fn hook_presence() -> Vec<HookPresence> {
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    Agent::ALL
+        .iter()
+        .map(|&agent| HookPresence {
+            agent: agent.id().into(),
+            user: is_installed(agent, Scope::User, &home),
+            managed: is_installed(agent, Scope::Managed, &home),
+        })
+        .collect()
 }
 
 pub fn run(config: &Config, json: bool) -> i32 {
@@ -29,6 +52,10 @@ pub fn run(config: &Config, json: bool) -> i32 {
     if let Some(error) = &daemon_error {
         problems.push(format!("quintd is not answering ({error}); hooks decide with the last policy snapshot and spool events"));
     }
+    let hooks = hook_presence();
+    if !hooks.iter().any(|h| h.user || h.managed) {
+        problems.push("no agent has Quint's hook installed: run `quintctl hooks install`".into());
+    }
     if let Some(status) = &daemon {
         if !status.policy.errors.is_empty() {
             problems.push(format!(
@@ -37,10 +64,13 @@ pub fn run(config: &Config, json: bool) -> i32 {
             ));
         }
     }
+    let hooked = hooks.iter().any(|h| h.user || h.managed);
     let report = StatusReport {
-        protected: daemon.is_some(),
+        // Hooks are how actions reach quintd: without one, nothing is intercepted.
+        protected: daemon.is_some() && hooked,
         problems,
         spooled_offline: spool::pending(&config.spool_dir()),
+        hooks,
         daemon,
         daemon_error,
     };
@@ -57,10 +87,11 @@ pub fn run(config: &Config, json: bool) -> i32 {
 }
 
 fn print_human(report: &StatusReport) {
-    let headline = match (report.protected, report.problems.is_empty()) {
-        (true, true) => "PROTECTED — quintd is running and enforcing policy",
-        (true, false) => "PROTECTED, with warnings",
-        (false, _) => "NOT PROTECTED — quintd is not running",
+    let headline = match (report.protected, report.problems.is_empty(), &report.daemon) {
+        (true, true, _) => "PROTECTED — quintd is running and enforcing policy",
+        (true, false, _) => "PROTECTED, with warnings",
+        (false, _, None) => "NOT PROTECTED — quintd is not running",
+        (false, _, Some(_)) => "NOT PROTECTED — no agent hook installed",
     };
     println!("Quint: {headline}");
     for problem in &report.problems {
@@ -123,6 +154,7 @@ fn print_human(report: &StatusReport) {
             ),
         ),
         ("collectors", collectors),
+        ("hooks", hooks_line(&report.hooks)),
         ("sessions", format!("{} active in the last 30 min", status.active_sessions.len())),
     ]);
     for session in status.active_sessions.iter().take(5) {
@@ -139,4 +171,19 @@ fn print_human(report: &StatusReport) {
         ("state", status.paths.state_dir.clone()),
         ("socket", status.paths.socket.clone()),
     ]);
+}
+
+fn hooks_line(hooks: &[HookPresence]) -> String {
+    hooks
+        .iter()
+        .map(|h| {
+            let state = match (h.user, h.managed) {
+                (_, true) => "managed",
+                (true, false) => "user",
+                (false, false) => "not installed",
+            };
+            format!("{} {state}", h.agent)
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
