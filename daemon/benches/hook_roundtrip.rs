@@ -57,6 +57,18 @@ fn run_once(program: &mut Command, input: &[u8]) -> Duration {
     elapsed
 }
 
+/// The interpreter itself, not a version-manager shim in front of it (pyenv's costs ~50 ms).
+fn python_interpreter() -> String {
+    let output = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output();
+    output
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
+}
+
 fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -101,6 +113,16 @@ fn main() {
     }
 
     let python_hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench/python_hook.py");
+    let python = python_interpreter();
+    println!("baseline interpreter: {python}");
+    let (mut spawn_only, input) = (Vec::new(), b"".as_slice());
+    for _ in 0..RUNS {
+        let mut version = Command::new(env!("CARGO_BIN_EXE_quintctl"));
+        version.arg("--version");
+        spawn_only.push(run_once(&mut version, input));
+    }
+    let (s50, s99) = summary(spawn_only);
+    println!("process start alone (quintctl --version): median {s50:.2} ms, p99 {s99:.2} ms");
     let cases = [
         ("allow: Bash ls -la", "Bash", json!({"command": "ls -la"})),
         (
@@ -119,19 +141,19 @@ fn main() {
         let input = json!({"session_id": "bench", "transcript_path": "/t", "cwd": home, "permission_mode": "default",
                            "hook_event_name": "PreToolUse", "tool_name": tool, "tool_input": tool_input})
         .to_string();
-        let (mut quint, mut python) = (Vec::new(), Vec::new());
+        let (mut quint_samples, mut python_samples) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
             let mut ctl = Command::new(env!("CARGO_BIN_EXE_quintctl"));
             ctl.arg("hook")
                 .arg("claude-code")
                 .envs(envs.iter().map(|(k, v)| (k, v)));
-            quint.push(run_once(&mut ctl, input.as_bytes()));
-            let mut py = Command::new("python3");
+            quint_samples.push(run_once(&mut ctl, input.as_bytes()));
+            let mut py = Command::new(&python);
             py.arg(&python_hook).envs(envs.iter().map(|(k, v)| (k, v)));
-            python.push(run_once(&mut py, input.as_bytes()));
+            python_samples.push(run_once(&mut py, input.as_bytes()));
         }
-        let (q50, q99) = summary(quint);
-        let (p50, p99) = summary(python);
+        let (q50, q99) = summary(quint_samples);
+        let (p50, p99) = summary(python_samples);
         println!("  {name}");
         println!("    quintctl hook -> quintd  median {q50:6.2} ms   p99 {q99:6.2} ms");
         println!("    python hook              median {p50:6.2} ms   p99 {p99:6.2} ms");

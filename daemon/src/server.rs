@@ -29,6 +29,8 @@ const MAX_BATCH_EVENTS: usize = 512;
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const SPOOL_INTERVAL: Duration = Duration::from_secs(2);
 const POLICY_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// A quiet machine still gets its newest records signed within this time.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
 struct WriteJob {
     events: Vec<Event>,
@@ -37,6 +39,8 @@ struct WriteJob {
 
 enum WriterMessage {
     Write(WriteJob),
+    /// Sign the chain head if records were added since the last checkpoint.
+    Checkpoint,
     Shutdown,
 }
 
@@ -117,6 +121,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _watcher = watch_policy_dir(daemon.clone());
     tokio::spawn(poll_policy_dir(daemon.clone()));
     tokio::spawn(ingest_spool_periodically(daemon.clone()));
+    tokio::spawn(checkpoint_periodically(writer_tx.clone()));
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -218,6 +223,12 @@ fn run_writer(
         let mut batch = Vec::new();
         match first {
             WriterMessage::Write(job) => batch.push(job),
+            WriterMessage::Checkpoint => {
+                if let Err(e) = recorder.checkpoint() {
+                    tracing::error!(error = %e, "cannot sign an audit checkpoint");
+                }
+                continue;
+            }
             WriterMessage::Shutdown => break,
         }
         let mut events = batch[0].events.len();
@@ -231,6 +242,7 @@ fn run_writer(
                     shutting_down = true;
                     break;
                 }
+                Ok(WriterMessage::Checkpoint) => {}
                 Err(_) => break,
             }
         }
@@ -658,6 +670,17 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             Reply::ok(serde_json::json!({ "ingested": daemon.ingest_spool().await }))
         }
         Request::Follow { .. } => Reply::error("bad_request", "follow is a streaming request"),
+    }
+}
+
+async fn checkpoint_periodically(writer: mpsc::Sender<WriterMessage>) {
+    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        if writer.send(WriterMessage::Checkpoint).await.is_err() {
+            return;
+        }
     }
 }
 

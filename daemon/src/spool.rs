@@ -3,13 +3,18 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use quint_policy::Event;
 
 /// Writes one event as `<event_id>.json`, atomically (temp file, fsync, rename).
+/// Creates the spool directory when quintd has never run (shared, sticky, unlistable).
 pub fn write(dir: &Path, event: &Event) -> std::io::Result<PathBuf> {
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o1733));
+    }
     let path = dir.join(format!("{}.json", event.event_id));
     let temporary = dir.join(format!(".{}.tmp", event.event_id));
     let mut file = fs::OpenOptions::new()

@@ -131,9 +131,14 @@ fn every_agent_gets_decisions_in_its_own_format_and_all_are_recorded() {
     let _daemon = env.start_daemon();
     check_all_agents(&env);
     let events = env.events(&[]);
-    assert_eq!(events.len(), 12, "every hook call is recorded");
+    assert_eq!(
+        events.len(),
+        10,
+        "every hook call is recorded: {events:#?}\n{}",
+        env.daemon_log()
+    );
     let denied = env.events(&["--decision", "deny"]);
-    assert_eq!(denied.len(), 7);
+    assert_eq!(denied.len(), 6);
     for platform in ["claude-code", "cursor", "codex", "gemini-cli"] {
         assert!(
             denied.iter().any(|e| e["platform"] == platform),
@@ -155,7 +160,7 @@ fn with_quintd_stopped_denials_hold_and_spooled_events_arrive_after_restart() {
     check_all_agents(&env);
     let daemon = env.start_daemon();
     assert!(
-        env.wait_for(Duration::from_secs(10), || env.events(&[]).len() == 12),
+        env.wait_for(Duration::from_secs(10), || env.events(&[]).len() == 10),
         "first spool ingested"
     );
     assert_eq!(daemon.stop(), Some(0));
@@ -172,7 +177,7 @@ fn with_quintd_stopped_denials_hold_and_spooled_events_arrive_after_restart() {
                 .is_some_and(|x| x == "json")
         })
         .count();
-    assert_eq!(spooled, 12);
+    assert_eq!(spooled, 10);
     let status = env.ctl(&["status", "--json"]);
     assert_eq!(
         status.status.code(),
@@ -181,11 +186,11 @@ fn with_quintd_stopped_denials_hold_and_spooled_events_arrive_after_restart() {
     );
     let report = stdout_json(&status);
     assert_eq!(report["protected"], false);
-    assert_eq!(report["spooled_offline"], 12);
+    assert_eq!(report["spooled_offline"], 10);
 
     let _daemon = env.start_daemon();
     assert!(
-        env.wait_for(Duration::from_secs(10), || env.events(&[]).len() == 24),
+        env.wait_for(Duration::from_secs(10), || env.events(&[]).len() == 20),
         "spool ingested after restart"
     );
     let events = env.events(&[]);
@@ -193,10 +198,10 @@ fn with_quintd_stopped_denials_hold_and_spooled_events_arrive_after_restart() {
         .iter()
         .filter(|e| e["labels"]["spooled"] == "true")
         .collect();
-    assert_eq!(offline.len(), 24);
+    assert_eq!(offline.len(), 20);
     assert_eq!(
         offline.iter().filter(|e| e["decision"] == "deny").count(),
-        14
+        12
     );
     assert!(offline
         .iter()
@@ -308,9 +313,10 @@ fn bad_input_is_refused_clearly_and_still_recorded() {
         .read_line(&mut reply)
         .unwrap();
     assert!(reply.contains("bad_request"), "{reply}");
+    let status = stdout_json(&env.ctl(&["status", "--json"]));
     assert!(
-        env.ctl(&["status"]).status.success(),
-        "quintd still answers"
+        status["daemon"]["pid"].is_number(),
+        "quintd still answers: {status}"
     );
 }
 
@@ -375,4 +381,64 @@ fn broken_policy_file_is_rejected_with_location_and_last_good_policy_kept() {
     assert_eq!(lint.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&lint.stderr).contains("20-broken.yaml:7: rule local.broken"));
     assert!(env.daemon_log().contains("policy file rejected"));
+}
+
+#[test]
+fn events_follow_streams_new_actions_as_they_are_recorded() {
+    use std::io::BufRead;
+    let env = QuintEnv::new();
+    let _daemon = env.start_daemon();
+    let cwd = env.home.join("project");
+    env.hook(
+        "claude-code",
+        &claude_pre_tool_use("before", "Bash", json!({"command": "echo old"}), &cwd),
+    );
+
+    let mut follower = env
+        .quintctl()
+        .args(["events", "--follow", "--json", "--decision", "deny"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    env.hook(
+        "claude-code",
+        &claude_pre_tool_use("after", "Bash", json!({"command": "echo allowed"}), &cwd),
+    );
+    env.hook(
+        "claude-code",
+        &claude_pre_tool_use(
+            "after",
+            "Read",
+            json!({"file_path": env.home.join(".ssh/id_rsa")}),
+            &cwd,
+        ),
+    );
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a followed event within 10 s");
+    let followed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        followed["event"]["session_id"], "after",
+        "only new events are streamed"
+    );
+    assert_eq!(
+        followed["event"]["decision"], "deny",
+        "the decision filter applies"
+    );
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "allowed and old events are not streamed"
+    );
+    follower.kill().unwrap();
+    follower.wait().unwrap();
 }

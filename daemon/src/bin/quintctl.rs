@@ -148,22 +148,31 @@ enum AuditAction {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// The agent hook: runs before every tool call, so it skips building the whole CLI, and it
+/// must answer in the agent's convention even when the config is broken.
+fn run_hook(agent: &str) -> ExitCode {
     let config = Config::load();
-    // The hook must answer in the agent's convention even when the config is broken.
-    if let Command::Hook { agent } = &cli.command {
-        if let Err(e) = &config {
-            eprintln!("quint: {e}");
-        }
-        let answer = ctl::hook::run(agent, config.as_ref().ok());
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(answer.stdout.as_bytes());
-        let _ = stdout.flush();
-        eprint!("{}", answer.stderr);
-        return ExitCode::from(answer.exit_code as u8);
+    if let Err(e) = &config {
+        eprintln!("quint: {e}");
     }
-    let config = match config {
+    let answer = ctl::hook::run(agent, config.as_ref().ok());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(answer.stdout.as_bytes());
+    let _ = stdout.flush();
+    eprint!("{}", answer.stderr);
+    ExitCode::from(answer.exit_code as u8)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 3 && args[1] == "hook" {
+        return run_hook(&args[2]);
+    }
+    let cli = Cli::parse();
+    if let Command::Hook { agent } = &cli.command {
+        return run_hook(agent);
+    }
+    let config = match Config::load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("quintctl: {e}");
