@@ -31,6 +31,7 @@ const SPOOL_INTERVAL: Duration = Duration::from_secs(2);
 const POLICY_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// A quiet machine still gets its newest records signed within this time.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 struct WriteJob {
     events: Vec<Event>,
@@ -78,6 +79,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let writer_thread = std::thread::Builder::new()
         .name("quintd-writer".into())
         .spawn(move || run_writer(recorder, writer_rx, head_tx))?;
+    let stop_checkpointer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkpointer = std::thread::Builder::new()
+        .name("quintd-wal".into())
+        .spawn({
+            let (path, stop) = (config.database_path(), stop_checkpointer.clone());
+            move || crate::store::run_wal_checkpointer(&path, WAL_CHECKPOINT_INTERVAL, &stop)
+        })?;
 
     let (loaded, errors) = match policy_layers::compile_layers(&config.policy_dir) {
         Ok(loaded) => (loaded, Vec::new()),
@@ -162,6 +170,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = writer_tx.send(WriterMessage::Shutdown).await;
     tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .ok();
+    stop_checkpointer.store(true, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || checkpointer.join())
         .await
         .ok();
     tracing::info!("quintd stopped");

@@ -64,6 +64,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     conn.pragma_update(None, "journal_mode", "wal")?;
+    // Checkpoints (and their fsync) run on a background connection, never inside a commit
+    // that a hook is waiting for: see `run_wal_checkpointer`.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // Once a checkpoint has copied everything, the WAL is cut back to this size.
+    conn.pragma_update(None, "journal_size_limit", 4 << 20)?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -77,6 +82,39 @@ pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connectio
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(conn)
+}
+
+/// Copies the WAL back into the database every `interval` on its own connection, so the
+/// writer's commits stay free of checkpoint I/O. Returns when `stop` is set.
+pub fn run_wal_checkpointer(
+    path: &Path,
+    interval: std::time::Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let conn = match Connection::open(path) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database for WAL checkpoints");
+            return;
+        }
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(interval);
+        // PASSIVE never waits on the writer; TRUNCATE now and then keeps the WAL file small.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        }) {
+            Ok((busy, frames, copied)) => tracing::trace!(busy, frames, copied, "WAL checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 /// A read-only connection for queries that must not block the writer.
