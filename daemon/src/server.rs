@@ -32,6 +32,8 @@ const POLICY_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// A quiet machine still gets its newest records signed within this time.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Commits slower than this are logged: hooks wait on them.
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
 
 struct WriteJob {
     events: Vec<Event>,
@@ -262,7 +264,17 @@ fn run_writer(
             .iter()
             .flat_map(|job| job.events.iter().cloned())
             .collect();
-        match recorder.append(&all) {
+        let started = Instant::now();
+        let appended = recorder.append(&all);
+        let took = started.elapsed();
+        if took > SLOW_COMMIT {
+            tracing::warn!(
+                events = all.len(),
+                millis = took.as_millis() as u64,
+                "slow SQLite commit"
+            );
+        }
+        match appended {
             Ok(outcomes) => {
                 let mut rest = outcomes.as_slice();
                 for job in batch {
@@ -738,7 +750,9 @@ fn watch_policy_dir(daemon: Arc<Daemon>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Reading the directory (as a reload does) raises access events: reacting to those
+        // would reload forever.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = tx.send(());
         }
     })
@@ -756,10 +770,18 @@ fn watch_policy_dir(daemon: Arc<Daemon>) -> Option<notify::RecommendedWatcher> {
             // Editors write in several steps: wait for the burst to end.
             tokio::time::sleep(Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
-            daemon.reload_policy();
+            reload_in_background(&daemon).await;
         }
     });
     Some(watcher)
+}
+
+/// Compiling a policy takes milliseconds of CPU: keep it off the threads that answer hooks.
+async fn reload_in_background(daemon: &Arc<Daemon>) {
+    let daemon = daemon.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || daemon.reload_policy()).await {
+        tracing::error!(error = %e, "policy reload panicked");
+    }
 }
 
 /// A safety net for file systems where change notification is missed.
@@ -773,7 +795,7 @@ async fn poll_policy_dir(daemon: Arc<Daemon>) {
             .unwrap_or_else(|e| e.into_inner())
             != current;
         if changed {
-            daemon.reload_policy();
+            reload_in_background(&daemon).await;
         }
     }
 }

@@ -12,17 +12,38 @@ use quint_policy::default_pack::default_sources;
 use quint_policy::{ActionType, Event, Policy, PolicySource, Source};
 use serde_json::json;
 
+fn tool(name: &'static str, tool: &str, arguments: serde_json::Value) -> (&'static str, Event) {
+    let mut event = Event::new(Source::Hook, "claude-code", ActionType::ToolCall, "bench");
+    event.tool_name = Some(tool.into());
+    event.arguments = arguments;
+    event.labels.insert("home".into(), "/home/dev".into());
+    event
+        .labels
+        .insert("cwd".into(), "/home/dev/project".into());
+    (name, event)
+}
+
+/// Long commands: cost should grow linearly with their length.
+fn long_events() -> Vec<(&'static str, Event)> {
+    let step = "cd /home/dev/project/services/api && RUST_LOG=debug cargo test --workspace --features integration -- --test-threads=2 2>&1 | tee -a /tmp/build.log; ";
+    let long = step.repeat(1024 / step.len() + 1);
+    let very_long = step.repeat(16 * 1024 / step.len() + 1);
+    vec![
+        tool(
+            "bash 1 KB pipeline (allow)",
+            "Bash",
+            json!({"command": long}),
+        ),
+        tool(
+            "bash 16 KB pipeline (allow)",
+            "Bash",
+            json!({"command": very_long}),
+        ),
+    ]
+}
+
+/// Typical tool calls, the ones the p50/p99 summary is over.
 fn events() -> Vec<(&'static str, Event)> {
-    let tool = |name: &'static str, tool: &str, arguments: serde_json::Value| {
-        let mut event = Event::new(Source::Hook, "claude-code", ActionType::ToolCall, "bench");
-        event.tool_name = Some(tool.into());
-        event.arguments = arguments;
-        event.labels.insert("home".into(), "/home/dev".into());
-        event
-            .labels
-            .insert("cwd".into(), "/home/dev/project".into());
-        (name, event)
-    };
     vec![
         tool("bash ls (allow)", "Bash", json!({"command": "ls -la"})),
         tool(
@@ -104,9 +125,10 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let events = events();
     let policies = policies();
+    let long_events = long_events();
     for (policy_name, policy) in &policies {
         let mut group = criterion.benchmark_group(format!("evaluate/{policy_name}"));
-        for (event_name, event) in &events {
+        for (event_name, event) in events.iter().chain(long_events.iter()) {
             group.bench_function(*event_name, |b| {
                 b.iter(|| policy.evaluate(black_box(event)))
             });
@@ -116,7 +138,7 @@ fn main() {
     criterion.final_summary();
 
     println!(
-        "\nper-evaluation latency over all sample events ({} rules / {} rules):",
+        "\nper-evaluation latency over the typical events ({} rules / {} rules):",
         policies[0].1.rules().len(),
         policies[1].1.rules().len()
     );

@@ -41,6 +41,10 @@ const TOOL_KINDS: &[(ToolKind, &[&str])] = &[
             "view",
             "view_file",
             "open_file",
+            // Content search reads the files it searches.
+            "grep",
+            "search_file_content",
+            "grep_search",
         ],
     ),
     (

@@ -442,3 +442,38 @@ fn events_follow_streams_new_actions_as_they_are_recorded() {
     follower.kill().unwrap();
     follower.wait().unwrap();
 }
+
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn an_idle_daemon_does_not_spin() {
+    // Regression guard: reading the policy directory raised inotify access events that
+    // triggered another reload, forever. An idle quintd must sleep.
+    let env = QuintEnv::new();
+    let daemon = env.start_daemon();
+    let cwd = env.home.join("project");
+    env.hook(
+        "claude-code",
+        &claude_pre_tool_use("idle", "Bash", json!({"command": "ls"}), &cwd),
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let before = cpu_seconds(daemon.pid());
+    std::thread::sleep(Duration::from_secs(6));
+    let used = cpu_seconds(daemon.pid()) - before;
+    assert!(used < 0.3, "idle quintd used {used:.2} CPU seconds in 6 s");
+    assert!(
+        !env.daemon_log().contains("policy reloaded"),
+        "no reload without a change"
+    );
+}

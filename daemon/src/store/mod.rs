@@ -60,6 +60,17 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 ";
 
+/// Waits out a lock held by another connection in 200 µs steps, for up to 5 s. SQLite's own
+/// busy timeout sleeps in steps that grow to 100 ms, so a lock held for a millisecond by the
+/// WAL checkpointer would cost a waiting hook call over 100 ms.
+fn retry_briefly(attempt: i32) -> bool {
+    if attempt >= 25_000 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_micros(200));
+    true
+}
+
 /// Opens (creating if needed) the database with WAL and the schema in place.
 pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -71,7 +82,7 @@ pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connectio
     conn.pragma_update(None, "journal_size_limit", 4 << 20)?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "on")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_handler(Some(retry_briefly))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
         anyhow::bail!(
@@ -99,7 +110,7 @@ pub fn run_wal_checkpointer(
             return;
         }
     };
-    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    let _ = conn.busy_handler(Some(retry_briefly));
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(interval);
         // PASSIVE never waits on the writer; TRUNCATE now and then keeps the WAL file small.
@@ -124,7 +135,7 @@ pub fn open_reader(path: &Path) -> anyhow::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("opening {} read-only", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_handler(Some(retry_briefly))?;
     Ok(conn)
 }
 
