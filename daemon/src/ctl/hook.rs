@@ -4,7 +4,6 @@
 //! and nothing is lost. It never waits on stdin or the daemon for longer than a fixed bound.
 
 use std::io::Read;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use quint_policy::default_pack::default_sources;
@@ -81,19 +80,10 @@ struct InputProblem {
 }
 
 /// Reads all of stdin, bounded in size and time: an agent that never closes stdin must not
-/// hang itself on its own hook.
+/// hang itself on its own hook. `poll` rather than a reader thread: this runs before every
+/// tool call and a thread costs more than the read.
 fn read_stdin(max_bytes: usize) -> Result<Vec<u8>, InputProblem> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let result = std::io::stdin()
-            .lock()
-            .take(max_bytes as u64 + 1)
-            .read_to_end(&mut buffer)
-            .map(|_| buffer);
-        let _ = tx.send(result);
-    });
-    match rx.recv_timeout(STDIN_TIMEOUT) {
+    match read_bounded(max_bytes, STDIN_TIMEOUT) {
         Ok(Ok(buffer)) if buffer.len() > max_bytes => Err(InputProblem {
             message: format!("hook input larger than {max_bytes} bytes; refusing to evaluate it"),
             input: Some(buffer),
@@ -107,10 +97,50 @@ fn read_stdin(max_bytes: usize) -> Result<Vec<u8>, InputProblem> {
             message: format!("cannot read hook input: {e}"),
             input: None,
         }),
-        Err(_) => Err(InputProblem {
+        Err(()) => Err(InputProblem {
             message: format!("no complete hook input within {}s", STDIN_TIMEOUT.as_secs()),
             input: None,
         }),
+    }
+}
+
+/// Reads stdin to its end or to `max_bytes + 1`; `Err(())` when the deadline passes first.
+fn read_bounded(max_bytes: usize, timeout: Duration) -> Result<std::io::Result<Vec<u8>>, ()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut buffer = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut fds = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready =
+            unsafe { libc::poll(&mut fds, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if ready < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Ok(Err(error));
+        }
+        if ready == 0 {
+            return Err(());
+        }
+        match stdin.read(&mut chunk) {
+            Ok(0) => return Ok(Ok(buffer)),
+            Ok(n) => {
+                buffer.extend_from_slice(&chunk[..n]);
+                if buffer.len() > max_bytes {
+                    return Ok(Ok(buffer));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Ok(Err(e)),
+        }
     }
 }
 
