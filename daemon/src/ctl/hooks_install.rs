@@ -282,6 +282,27 @@ fn outcome(agent: Agent, path: Option<&Path>, result: &str, detail: impl Into<St
     }
 }
 
+/// What a dry run reports: the diff from the file as it is to the file as it would be.
+fn dry_run_outcome(
+    agent: Agent,
+    path: &Path,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> Outcome {
+    let mut result = outcome(
+        agent,
+        Some(path),
+        "would-change",
+        "dry run: nothing written",
+    );
+    result.diff = Some(unified_diff(
+        path,
+        before.unwrap_or(""),
+        after.unwrap_or(""),
+    ));
+    result
+}
+
 pub fn install_one(agent: Agent, path: &Path, command: &str, dry_run: bool) -> Outcome {
     let original = match read_optional(path) {
         Ok(text) => text,
@@ -312,18 +333,7 @@ pub fn install_one(agent: Agent, path: &Path, command: &str, dry_run: bool) -> O
     }
     let updated = render(&document);
     if dry_run {
-        let mut result = outcome(
-            agent,
-            Some(path),
-            "would-change",
-            "dry run: nothing written",
-        );
-        result.diff = Some(unified_diff(
-            path,
-            original.as_deref().unwrap_or(""),
-            &updated,
-        ));
-        return result;
+        return dry_run_outcome(agent, path, original.as_deref(), Some(&updated));
     }
     let backup_file = backup_path(path);
     let backup = match read_optional(&backup_file)
@@ -409,18 +419,7 @@ pub fn uninstall_one(agent: Agent, path: &Path, dry_run: bool) -> Outcome {
         }
     };
     if dry_run {
-        let mut result = outcome(
-            agent,
-            Some(path),
-            "would-change",
-            "dry run: nothing written",
-        );
-        result.diff = Some(unified_diff(
-            path,
-            current.as_deref().unwrap_or(""),
-            updated.as_deref().unwrap_or(""),
-        ));
-        return result;
+        return dry_run_outcome(agent, path, current.as_deref(), updated.as_deref());
     }
     let written = match &updated {
         Some(text) => write_atomically(path, text),

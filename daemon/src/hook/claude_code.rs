@@ -7,57 +7,21 @@
 //! unknown output fields as a failed hook. Codex also treats `ask` as a failed hook and runs the
 //! tool, so for Codex an ask is answered as a deny that says approval is needed.
 
-use quint_policy::{ActionType, Decision};
+use quint_policy::Decision;
 use serde_json::{json, Map, Value};
 
-use super::{
-    base_event, proceed, string_field, target_of, Agent, HookAnswer, HookCall, HookKind, Outcome,
+use super::{parse_tool_hook, proceed, Agent, EventNames, HookAnswer, HookCall, HookKind, Outcome};
+
+const EVENTS: EventNames = EventNames {
+    pre_tool: "PreToolUse",
+    post_tool: "PostToolUse",
+    prompt: "UserPromptSubmit",
+    session_start: "SessionStart",
+    session_end: "SessionEnd",
 };
 
 pub(super) fn parse(agent: Agent, object: &Map<String, Value>) -> Result<HookCall, String> {
-    let name = string_field(object, "hook_event_name").ok_or("missing `hook_event_name`")?;
-    let session = string_field(object, "session_id");
-    let (kind, event) = match name {
-        "PreToolUse" | "PostToolUse" => {
-            let tool = string_field(object, "tool_name").ok_or("missing `tool_name`")?;
-            let mut event = base_event(agent, ActionType::ToolCall, session, name);
-            event.tool_name = Some(tool.to_string());
-            let input = object
-                .get("tool_input")
-                .cloned()
-                .unwrap_or_else(|| json!({}));
-            event.target = target_of(&input);
-            event.arguments = input;
-            if let Some(response) = object.get("tool_response") {
-                event.arguments["tool_response"] = response.clone();
-            }
-            let kind = if name == "PreToolUse" {
-                HookKind::PreAction
-            } else {
-                HookKind::Observe
-            };
-            (kind, Some(event))
-        }
-        "UserPromptSubmit" => {
-            let mut event = base_event(agent, ActionType::PromptSubmit, session, name);
-            event.arguments = json!({ "prompt": string_field(object, "prompt").unwrap_or("") });
-            (HookKind::Prompt, Some(event))
-        }
-        "SessionStart" => (
-            HookKind::Observe,
-            Some(base_event(agent, ActionType::SessionStart, session, name)),
-        ),
-        "SessionEnd" => (
-            HookKind::Observe,
-            Some(base_event(agent, ActionType::SessionEnd, session, name)),
-        ),
-        _ => (HookKind::Observe, None),
-    };
-    Ok(HookCall {
-        kind,
-        hook_event_name: name.to_string(),
-        event,
-    })
+    parse_tool_hook(agent, object, &EVENTS)
 }
 
 pub(super) fn answer(agent: Agent, call: &HookCall, outcome: &Outcome) -> HookAnswer {

@@ -172,6 +172,67 @@ fn base_event(
     event
 }
 
+/// Hook event names of the agents that share Claude Code's input shape (Claude Code, Codex,
+/// Gemini CLI): `session_id`, `hook_event_name`, `tool_name`, `tool_input`, `tool_response`.
+struct EventNames {
+    pre_tool: &'static str,
+    post_tool: &'static str,
+    prompt: &'static str,
+    session_start: &'static str,
+    session_end: &'static str,
+}
+
+fn parse_tool_hook(
+    agent: Agent,
+    object: &Map<String, Value>,
+    names: &EventNames,
+) -> Result<HookCall, String> {
+    let name = string_field(object, "hook_event_name").ok_or("missing `hook_event_name`")?;
+    let session = string_field(object, "session_id");
+    let (kind, event) = if name == names.pre_tool || name == names.post_tool {
+        let tool = string_field(object, "tool_name").ok_or("missing `tool_name`")?;
+        let mut event = base_event(agent, ActionType::ToolCall, session, name);
+        event.tool_name = Some(tool.to_string());
+        let input = object
+            .get("tool_input")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        event.target = target_of(&input);
+        event.arguments = input;
+        if let Some(response) = object.get("tool_response") {
+            event.arguments["tool_response"] = response.clone();
+        }
+        let kind = if name == names.pre_tool {
+            HookKind::PreAction
+        } else {
+            HookKind::Observe
+        };
+        (kind, Some(event))
+    } else if name == names.prompt {
+        let mut event = base_event(agent, ActionType::PromptSubmit, session, name);
+        event.arguments =
+            serde_json::json!({ "prompt": string_field(object, "prompt").unwrap_or("") });
+        (HookKind::Prompt, Some(event))
+    } else if name == names.session_start {
+        (
+            HookKind::Observe,
+            Some(base_event(agent, ActionType::SessionStart, session, name)),
+        )
+    } else if name == names.session_end {
+        (
+            HookKind::Observe,
+            Some(base_event(agent, ActionType::SessionEnd, session, name)),
+        )
+    } else {
+        (HookKind::Observe, None)
+    };
+    Ok(HookCall {
+        kind,
+        hook_event_name: name.to_string(),
+        event,
+    })
+}
+
 /// The main object of a tool call: command line, path, URL or pattern.
 fn target_of(tool_input: &Value) -> Option<String> {
     let object = tool_input.as_object()?;
