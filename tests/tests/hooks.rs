@@ -389,9 +389,10 @@ fn events_follow_streams_new_actions_as_they_are_recorded() {
     let env = QuintEnv::new();
     let _daemon = env.start_daemon();
     let cwd = env.home.join("project");
+    let old_key = json!({"file_path": env.home.join(".ssh/id_rsa")});
     env.hook(
         "claude-code",
-        &claude_pre_tool_use("before", "Bash", json!({"command": "echo old"}), &cwd),
+        &claude_pre_tool_use("before", "Read", old_key, &cwd),
     );
 
     let mut follower = env
@@ -409,36 +410,36 @@ fn events_follow_streams_new_actions_as_they_are_recorded() {
             }
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
-    env.hook(
-        "claude-code",
-        &claude_pre_tool_use("after", "Bash", json!({"command": "echo allowed"}), &cwd),
-    );
-    env.hook(
-        "claude-code",
-        &claude_pre_tool_use(
-            "after",
-            "Read",
-            json!({"file_path": env.home.join(".ssh/id_rsa")}),
-            &cwd,
-        ),
-    );
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a followed event within 10 s");
-    let followed: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(
-        followed["event"]["session_id"], "after",
-        "only new events are streamed"
-    );
-    assert_eq!(
-        followed["event"]["decision"], "deny",
-        "the decision filter applies"
-    );
-    assert!(
-        rx.recv_timeout(Duration::from_millis(500)).is_err(),
-        "allowed and old events are not streamed"
-    );
+    // The follower subscribes at some point after it starts: keep acting until it reports.
+    let mut lines = Vec::new();
+    for _ in 0..20 {
+        env.hook(
+            "claude-code",
+            &claude_pre_tool_use("after", "Bash", json!({"command": "echo allowed"}), &cwd),
+        );
+        let key = json!({"file_path": env.home.join(".ssh/id_rsa")});
+        env.hook(
+            "claude-code",
+            &claude_pre_tool_use("after", "Read", key, &cwd),
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            lines.push(line);
+            break;
+        }
+    }
+    lines.extend(rx.try_iter());
+    assert!(!lines.is_empty(), "a followed event within 10 s");
+    for line in &lines {
+        let followed: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            followed["event"]["session_id"], "after",
+            "only new events are streamed"
+        );
+        assert_eq!(
+            followed["event"]["decision"], "deny",
+            "the decision filter applies"
+        );
+    }
     follower.kill().unwrap();
     follower.wait().unwrap();
 }
