@@ -2,7 +2,7 @@
 //! leaves the decided event here as one file; quintd ingests and removes the files when it runs.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -51,10 +51,10 @@ pub fn read(dir: &Path, limit: usize) -> std::io::Result<Vec<SpoolEntry>> {
     Ok(paths
         .into_iter()
         .map(|path| {
-            let owner_uid = fs::metadata(&path).map(|m| m.uid()).unwrap_or(u32::MAX);
-            let event = fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| Event::from_json(&bytes).map_err(|e| e.to_string()));
+            let (owner_uid, event) = match read_spool_file(&path) {
+                Ok((uid, bytes)) => (uid, Event::from_json(&bytes).map_err(|e| e.to_string())),
+                Err(reason) => (u32::MAX, Err(reason)),
+            };
             SpoolEntry {
                 path,
                 owner_uid,
@@ -62,6 +62,34 @@ pub fn read(dir: &Path, limit: usize) -> std::io::Result<Vec<SpoolEntry>> {
             }
         })
         .collect())
+}
+
+/// A spooled event is small; anything bigger was not written by a hook.
+const MAX_SPOOL_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a spool file without following links and only if it is a small regular file: the
+/// directory is writable by every user, and quintd reads it as root.
+fn read_spool_file(path: &Path) -> Result<(u32, Vec<u8>), String> {
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_SPOOL_FILE_BYTES {
+        return Err(format!(
+            "{} bytes, larger than any spooled event",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::take(&mut file, MAX_SPOOL_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok((meta.uid(), bytes))
 }
 
 /// Moves an unreadable spool file aside so it is kept for inspection but not retried forever.
@@ -82,4 +110,40 @@ pub fn pending(dir: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quint_policy::{ActionType, Source};
+
+    #[test]
+    fn reads_written_events_and_refuses_planted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = Event::new(Source::Hook, "codex", ActionType::ToolCall, "s");
+        write(dir.path(), &event).unwrap();
+        let secret = dir.path().join("secret.txt");
+        fs::write(&secret, "root-only").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("link.json")).unwrap();
+        let fifo = std::ffi::CString::new(dir.path().join("fifo.json").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        fs::write(dir.path().join("huge.json"), vec![b' '; 2 << 20]).unwrap();
+
+        let entries = read(dir.path(), 10).unwrap();
+        assert_eq!(entries.len(), 4);
+        for entry in entries {
+            let name = entry
+                .path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            match name.as_str() {
+                "link.json" | "fifo.json" | "huge.json" => {
+                    assert!(entry.event.is_err(), "{name} must be refused")
+                }
+                _ => assert_eq!(entry.event.unwrap().event_id, event.event_id),
+            }
+        }
+    }
 }
