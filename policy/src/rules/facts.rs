@@ -111,10 +111,18 @@ impl Facts {
                 }
             }
         }
+        // `c'u'rl … | s\h` runs curl and sh: regexes also see the command with quoting removed.
+        let dequoted: Vec<String> = facts
+            .commands
+            .iter()
+            .map(|c| remove_quoting(c))
+            .filter(|d| !facts.commands.contains(d))
+            .collect();
+        facts.commands.extend(dequoted);
         for command in &facts.commands {
             push_hosts(&mut facts.hosts, command);
             for token in command_path_tokens(command) {
-                paths.push(&mut facts.paths, token);
+                paths.push(&mut facts.paths, &token);
             }
         }
         facts.paths.sort_unstable();
@@ -154,22 +162,37 @@ fn push_hosts(hosts: &mut Vec<String>, text: &str) {
 }
 
 /// Words of a shell command that look like paths: they contain `/` or start with `~` or `.`.
-/// Quotes and redirections are stripped, and `--opt=path` / `VAR=path` yield the path.
-pub fn command_path_tokens(command: &str) -> impl Iterator<Item = &str> {
+/// Redirections are split off, quotes and backslash escapes removed as the shell would
+/// (`"$HOME"/.ssh/id_r'sa'` is `~/.ssh/id_rsa`), and `--opt=path` / `VAR=path` yield the path.
+pub fn command_path_tokens(command: &str) -> impl Iterator<Item = String> + '_ {
     command
         .split(|c: char| {
             c.is_whitespace() || matches!(c, ';' | '|' | '&' | '(' | ')' | '<' | '>' | '`')
         })
-        .map(|word| word.trim_matches(|c| matches!(c, '\'' | '"' | '{' | '}')))
+        .filter(|word| !word.is_empty())
+        .map(remove_quoting)
         .map(|word| match word.split_once('=') {
-            Some((_, value)) if !value.is_empty() => {
-                value.trim_matches(|c| matches!(c, '\'' | '"'))
-            }
+            Some((_, value)) if !value.is_empty() => value.to_string(),
             _ => word,
         })
+        .map(|word| word.trim_matches(|c| matches!(c, '{' | '}')).to_string())
         .filter(|word| word.contains('/') || word.starts_with('~') || word.starts_with('.'))
         .filter(|word| !word.contains("://"))
         .take(MAX_COMMAND_TOKENS)
+}
+
+/// Shell quote removal: drops `'`, `"` and escaping backslashes.
+fn remove_quoting(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut chars = word.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {}
+            '\\' => out.extend(chars.next()),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Produces the forms of a path that globs are matched against: as written, lexically
@@ -293,6 +316,21 @@ mod tests {
         );
         assert!(
             facts.paths.contains(&"/etc/cron.d".to_string()),
+            "{:?}",
+            facts.paths
+        );
+    }
+
+    #[test]
+    fn quoting_does_not_hide_a_path() {
+        let facts = Facts::from_event(&shell(r#"cat "$HOME"/.ssh/id_r'sa' ~/.aws/cred\entials"#));
+        assert!(
+            facts.paths.contains(&"~/.ssh/id_rsa".to_string()),
+            "{:?}",
+            facts.paths
+        );
+        assert!(
+            facts.paths.contains(&"~/.aws/credentials".to_string()),
             "{:?}",
             facts.paths
         );
