@@ -5,6 +5,7 @@
 
 pub mod default_pack;
 pub mod envelope;
+pub mod redact;
 pub mod risk;
 pub mod rules;
 pub mod shape;

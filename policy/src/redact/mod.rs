@@ -1,0 +1,418 @@
+//! The secret redactor: finds secrets in text and replaces each with
+//! `[REDACTED:<rule-id>:<fp>]`, where `fp` is a short keyed HMAC of the secret under a
+//! per-device key, so a given secret can later be tested for ("was this key ever exposed?")
+//! without any copy of it being kept.
+//!
+//! Rules are data (`policy/redact/rules/*.yaml`). Every rule names literal keywords; one
+//! Aho-Corasick pass over the text decides which rules run at all, so text with no candidate
+//! costs one scan.
+
+pub mod checksum;
+
+use std::collections::HashSet;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use hmac::{Hmac, Mac};
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use checksum::Checksum;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    rules: Vec<RuleSpec>,
+}
+
+/// One detection rule as written in the YAML files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: String,
+    pub family: String,
+    pub description: String,
+    pub keywords: Vec<String>,
+    pub regex: String,
+    #[serde(default)]
+    pub entropy: Option<f64>,
+    #[serde(default)]
+    pub checksum: Checksum,
+    #[serde(default)]
+    pub examples: Examples,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Examples {
+    #[serde(default)]
+    pub positive: Vec<PositiveExample>,
+    #[serde(default)]
+    pub negative: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositiveExample {
+    pub text: String,
+    pub secret: String,
+}
+
+/// A problem in a redaction rule file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleError {
+    pub file: String,
+    pub rule_id: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.rule_id {
+            Some(id) => write!(f, "{}: rule {id}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+struct Rule {
+    spec: RuleSpec,
+    regex: Regex,
+    group: usize,
+}
+
+/// A secret found in a text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule_id: String,
+    /// Byte offsets of the secret in the text.
+    pub start: usize,
+    pub end: usize,
+    pub fingerprint: String,
+}
+
+/// Compiled rules plus the device's fingerprint key.
+pub struct Redactor {
+    rules: Vec<Rule>,
+    keywords: AhoCorasick,
+    keyword_rules: Vec<Vec<usize>>,
+    key: Vec<u8>,
+}
+
+/// Substrings that mark a value as a placeholder, not a secret.
+const PLACEHOLDERS: &[&str] = &[
+    "example",
+    "your_",
+    "your-",
+    "yourkey",
+    "xxxx",
+    "changeme",
+    "placeholder",
+    "dummy",
+    "<",
+    ">",
+    "${",
+    "****",
+    "redacted",
+];
+
+impl Redactor {
+    /// Compiles rule files given as (name, YAML text).
+    pub fn compile(files: &[(&str, &str)], key: &[u8]) -> Result<Redactor, Vec<RuleError>> {
+        let mut errors = Vec::new();
+        let mut rules = Vec::new();
+        let mut ids = HashSet::new();
+        for (file, text) in files {
+            let parsed: RuleFile = match serde_yaml::from_str(text) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    errors.push(RuleError {
+                        file: file.to_string(),
+                        rule_id: None,
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            for spec in parsed.rules {
+                let error = |message: String| RuleError {
+                    file: file.to_string(),
+                    rule_id: Some(spec.id.clone()),
+                    message,
+                };
+                if !ids.insert(spec.id.clone()) {
+                    errors.push(error("duplicate rule id".into()));
+                    continue;
+                }
+                if spec.keywords.is_empty()
+                    || spec
+                        .keywords
+                        .iter()
+                        .any(|k| k.is_empty() || *k != k.to_lowercase())
+                {
+                    errors.push(error(
+                        "keywords must be a non-empty list of lowercase literals".into(),
+                    ));
+                    continue;
+                }
+                match RegexBuilder::new(&spec.regex).size_limit(32 << 20).build() {
+                    Ok(regex) => {
+                        let group = usize::from(regex.captures_len() > 1);
+                        rules.push(Rule { spec, regex, group });
+                    }
+                    Err(e) => errors.push(error(format!("invalid regex: {e}"))),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut keyword_index: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            for keyword in &rule.spec.keywords {
+                match keyword_index.iter().position(|k| k == keyword) {
+                    Some(at) => keyword_rules[at].push(index),
+                    None => {
+                        keyword_index.push(keyword.clone());
+                        keyword_rules.push(vec![index]);
+                    }
+                }
+            }
+        }
+        let keywords = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&keyword_index)
+            .map_err(|e| {
+                vec![RuleError {
+                    file: "(keywords)".into(),
+                    rule_id: None,
+                    message: e.to_string(),
+                }]
+            })?;
+        Ok(Redactor {
+            rules,
+            keywords,
+            keyword_rules,
+            key: key.to_vec(),
+        })
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// The rules as written, with their examples (for rule tests).
+    pub fn specs(&self) -> impl Iterator<Item = &RuleSpec> {
+        self.rules.iter().map(|r| &r.spec)
+    }
+
+    /// Short keyed fingerprint of a secret: the first 6 bytes of HMAC-SHA256, hex.
+    pub fn fingerprint(&self, secret: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(secret.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..6])
+    }
+
+    /// Secrets in `text`, in order, not overlapping (the longer of two overlapping wins).
+    pub fn find(&self, text: &str) -> Vec<Finding> {
+        let mut candidates = vec![false; self.rules.len()];
+        let mut any = false;
+        for found in self.keywords.find_overlapping_iter(text) {
+            for &rule in &self.keyword_rules[found.pattern().as_usize()] {
+                candidates[rule] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return Vec::new();
+        }
+        let mut findings: Vec<(usize, usize, usize)> = Vec::new();
+        for (index, rule) in self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| candidates[*i])
+        {
+            for captures in rule.regex.captures_iter(text) {
+                let Some(secret) = captures.get(rule.group).or_else(|| captures.get(0)) else {
+                    continue;
+                };
+                if secret.is_empty() || !plausible(rule, secret.as_str()) {
+                    continue;
+                }
+                findings.push((secret.start(), secret.end(), index));
+            }
+        }
+        findings.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut kept: Vec<(usize, usize, usize)> = Vec::new();
+        for finding in findings {
+            match kept.last_mut() {
+                Some(last) if finding.0 < last.1 => {
+                    if finding.1 - finding.0 > last.1 - last.0 {
+                        *last = finding;
+                    }
+                }
+                _ => kept.push(finding),
+            }
+        }
+        kept.into_iter()
+            .map(|(start, end, index)| Finding {
+                rule_id: self.rules[index].spec.id.clone(),
+                start,
+                end,
+                fingerprint: self.fingerprint(&text[start..end]),
+            })
+            .collect()
+    }
+
+    /// The text with every secret replaced, and what was found.
+    pub fn redact(&self, text: &str) -> (String, Vec<Finding>) {
+        let findings = self.find(text);
+        if findings.is_empty() {
+            return (text.to_string(), findings);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for finding in &findings {
+            out.push_str(&text[at..finding.start]);
+            out.push_str(&format!(
+                "[REDACTED:{}:{}]",
+                finding.rule_id, finding.fingerprint
+            ));
+            at = finding.end;
+        }
+        out.push_str(&text[at..]);
+        (out, findings)
+    }
+
+    /// Redacts every string (keys and values) of a JSON value.
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => Value::String(self.redact(text).0),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
+            }
+            Value::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (self.redact(k).0, self.redact_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+fn plausible(rule: &Rule, secret: &str) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        return false;
+    }
+    if let Some(minimum) = rule.spec.entropy {
+        if shannon_entropy(secret) < minimum {
+            return false;
+        }
+    }
+    checksum::valid(rule.spec.checksum, secret)
+}
+
+/// Shannon entropy in bits per character.
+pub fn shannon_entropy(text: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for byte in text.bytes() {
+        counts[byte as usize] += 1;
+    }
+    let length = text.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / length;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"
+rules:
+  - id: github-pat-classic
+    family: github
+    description: GitHub personal access token
+    keywords: ["ghp_"]
+    regex: '\b(ghp_[A-Za-z0-9]{36})\b'
+    checksum: github
+  - id: generic-password-assignment
+    family: generic
+    description: password assigned in config or code
+    keywords: ["password"]
+    regex: '(?i)password\s*[:=]\s*["'']?([^\s"'']{8,})'
+    entropy: 2.5
+"#;
+
+    fn redactor() -> Redactor {
+        Redactor::compile(&[("test.yaml", RULES)], b"device-key").unwrap()
+    }
+
+    #[test]
+    fn redacts_with_rule_id_and_keyed_fingerprint() {
+        let token = checksum::with_checksum("ghp_", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1");
+        let text = format!("export GITHUB_TOKEN=\"{token}\"\npassword: \"s3cr3t-Pa55word\"");
+        let (redacted, findings) = redactor().redact(&text);
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(
+            !redacted.contains(&token) && !redacted.contains("s3cr3t-Pa55word"),
+            "{redacted}"
+        );
+        let fp = redactor().fingerprint(&token);
+        assert!(
+            redacted.contains(&format!("[REDACTED:github-pat-classic:{fp}]")),
+            "{redacted}"
+        );
+        let other_device = Redactor::compile(&[("test.yaml", RULES)], b"another-key").unwrap();
+        assert_ne!(
+            other_device.fingerprint(&token),
+            fp,
+            "fingerprints are keyed per device"
+        );
+    }
+
+    #[test]
+    fn checksums_entropy_and_placeholders_reject_lookalikes() {
+        let redactor = redactor();
+        assert!(
+            redactor
+                .find("ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1000000")
+                .is_empty(),
+            "bad checksum"
+        );
+        assert!(
+            redactor.find("password = YOUR_PASSWORD_HERE").is_empty(),
+            "placeholder"
+        );
+        assert!(
+            redactor.find("password: aaaaaaaaaaaa").is_empty(),
+            "low entropy"
+        );
+        assert!(
+            redactor.find("cargo build --release").is_empty(),
+            "no keyword, no work"
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_reported_with_file_and_id() {
+        let bad = "rules:\n  - id: x\n    family: f\n    description: d\n    keywords: [X]\n    regex: 'a'\n";
+        let errors = Redactor::compile(&[("bad.yaml", bad)], b"k").err().unwrap();
+        assert_eq!(
+            errors[0].to_string(),
+            "bad.yaml: rule x: keywords must be a non-empty list of lowercase literals"
+        );
+    }
+}
