@@ -27,6 +27,14 @@ pub struct Config {
     pub log_format: String,
     pub storage: StorageConfig,
     pub hook: HookConfig,
+    /// Set when `QUINT_*` overrides were present but ignored (see `load_for_hook`).
+    #[serde(skip)]
+    pub hook_overrides_ignored: bool,
+}
+
+/// A system quintd is (or was) installed: its config or its socket exists.
+pub fn system_installation_present() -> bool {
+    Path::new(DEFAULT_CONFIG_PATH).exists() || Path::new(DEFAULT_SOCKET).exists()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +66,7 @@ impl Default for Config {
             log_format: "text".into(),
             storage: StorageConfig::default(),
             hook: HookConfig::default(),
+            hook_overrides_ignored: false,
         }
     }
 }
@@ -125,6 +134,28 @@ impl Config {
         Ok(config)
     }
 
+    /// The config for `quintctl hook`. Agents take environment variables from repository files
+    /// (`.gemini/.env`, `env` in `.claude/settings.json`), so on a machine with a system
+    /// installation the `QUINT_*` overrides are ignored: a repository must not be able to
+    /// point the hook at a daemon or a policy snapshot of its own.
+    pub fn load_for_hook() -> Result<Config, ConfigError> {
+        if system_installation_present() {
+            let mut config = match std::fs::read_to_string(DEFAULT_CONFIG_PATH) {
+                Ok(text) if !text.trim().is_empty() => {
+                    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+                        path: DEFAULT_CONFIG_PATH.into(),
+                        source,
+                    })?
+                }
+                _ => Config::default(),
+            };
+            config.validate(Path::new(DEFAULT_CONFIG_PATH))?;
+            config.hook_overrides_ignored = true;
+            return Ok(config);
+        }
+        Config::load()
+    }
+
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -157,6 +188,11 @@ impl Config {
     /// Where hooks drop events when quintd cannot be reached; quintd ingests them later.
     pub fn spool_dir(&self) -> PathBuf {
         self.state_dir.join("spool")
+    }
+
+    /// Spool files quintd could not read, kept for inspection (quintd only).
+    pub fn spool_rejected_dir(&self) -> PathBuf {
+        self.state_dir.join("spool-rejected")
     }
 
     /// The last policy quintd loaded, readable by hooks for offline decisions.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use quint_policy::shape::shape_arguments;
+use quint_policy::shape::{cap_field, shape_arguments, summarize_bodies};
 use quint_policy::{Event, PolicyError, SCHEMA_VERSION};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -28,6 +28,8 @@ use crate::store::{open_reader, Appended, Recorder};
 const MAX_BATCH_EVENTS: usize = 512;
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const SPOOL_INTERVAL: Duration = Duration::from_secs(2);
+/// Batches of 500 spool files ingested per round at most.
+const MAX_SPOOL_PASSES: usize = 100;
 const POLICY_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// A quiet machine still gets its newest records signed within this time.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
@@ -194,9 +196,14 @@ fn prepare_directories(config: &Config) -> anyhow::Result<()> {
     let spool = config.spool_dir();
     std::fs::create_dir_all(&spool)?;
     set_mode(&spool, 0o1733)?;
-    if let Some(parent) = config.socket.parent() {
+    std::fs::create_dir_all(config.spool_rejected_dir())?;
+    set_mode(&config.spool_rejected_dir(), 0o700)?;
+    if let Some(parent) = config.socket.parent().filter(|p| !p.exists()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
+        // Every user's hooks must reach the socket inside (quintd's umask is 077). Only a
+        // directory quintd created is touched: a private socket may live in /tmp.
+        set_mode(parent, 0o755)?;
     }
     let _ = std::fs::create_dir_all(&config.policy_dir);
     Ok(())
@@ -318,9 +325,12 @@ impl Daemon {
             );
         }
         peer.label(&mut event, self.own_uid);
-        event.arguments = shape_arguments(&event.arguments);
+        // Decide on everything the client sent (bodies summarised), store it capped.
+        event.arguments = summarize_bodies(&event.arguments);
         let verdict = self.current_policy().policy.evaluate(&event);
         verdict.apply_to(&mut event);
+        event.arguments = shape_arguments(&event.arguments);
+        event.target = event.target.as_deref().map(cap_field);
         let event_id = event.event_id.to_string();
         if verdict.decision > quint_policy::Decision::Allow {
             tracing::info!(%event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
@@ -471,7 +481,8 @@ impl Daemon {
         let _guard = self.spool_lock.lock().await;
         let dir = self.config.spool_dir();
         let mut total = 0;
-        loop {
+        // Bounded: a file that can be neither read, moved nor removed must not spin the loop.
+        for _ in 0..MAX_SPOOL_PASSES {
             let entries = match tokio::task::spawn_blocking({
                 let dir = dir.clone();
                 move || spool::read(&dir, 500)
@@ -500,7 +511,7 @@ impl Daemon {
                     }
                     Err(reason) => {
                         self.spool_rejected.fetch_add(1, Ordering::Relaxed);
-                        match spool::quarantine(&dir, &entry.path) {
+                        match spool::quarantine(&self.config.spool_rejected_dir(), &entry.path) {
                             Ok(kept) => {
                                 tracing::warn!(file = %kept.display(), %reason, "unreadable spool file set aside")
                             }
@@ -512,6 +523,13 @@ impl Daemon {
                 }
             }
             if events.is_empty() {
+                // Only unreadable files this pass: go on only if they all left the spool.
+                if spool::read(&dir, 1)
+                    .map(|left| left.is_empty())
+                    .unwrap_or(true)
+                {
+                    return total;
+                }
                 continue;
             }
             match self.record(events).await {
@@ -530,6 +548,7 @@ impl Daemon {
                 }
             }
         }
+        total
     }
 
     fn reload_policy(&self) {
@@ -605,7 +624,18 @@ impl Peer {
         })
     }
 
+    /// Overwrites what only quintd may say about an event; the client's word is not taken for
+    /// who it is, where the event came from, or how it was decided.
     fn label(&self, event: &mut Event, own_uid: u32) {
+        for owned in ["spooled", "decided_by", "peer_uid", "peer_gid", "peer_pid"] {
+            event.labels.remove(owned);
+        }
+        if !matches!(
+            event.source,
+            quint_policy::Source::Hook | quint_policy::Source::Mcp
+        ) {
+            event.source = quint_policy::Source::Hook;
+        }
         event.labels.insert("peer_uid".into(), self.uid.to_string());
         event.labels.insert("peer_gid".into(), self.gid.to_string());
         if let Some(pid) = self.pid {

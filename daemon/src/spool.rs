@@ -93,11 +93,21 @@ fn read_spool_file(path: &Path) -> Result<(u32, Vec<u8>), String> {
 }
 
 /// Moves an unreadable spool file aside so it is kept for inspection but not retried forever.
-pub fn quarantine(dir: &Path, path: &Path) -> std::io::Result<PathBuf> {
-    let rejected = dir.join("rejected");
-    fs::create_dir_all(&rejected)?;
+/// `rejected` is quintd's own directory (root-only, outside the shared spool dir, so no user
+/// can plant a link there). If the move fails the file is deleted: it must not be retried forever.
+pub fn quarantine(rejected: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    let meta = fs::symlink_metadata(rejected)?;
+    if !meta.file_type().is_dir() {
+        let _ = fs::remove_file(path);
+        return Err(std::io::Error::other(format!(
+            "{} is not a directory",
+            rejected.display()
+        )));
+    }
     let target = rejected.join(path.file_name().unwrap_or_default());
-    fs::rename(path, &target)?;
+    fs::rename(path, &target).inspect_err(|_| {
+        let _ = fs::remove_file(path);
+    })?;
     Ok(target)
 }
 

@@ -46,41 +46,73 @@ pub fn body_summary(text: &str) -> Value {
     })
 }
 
-/// Shapes a tool's arguments. Idempotent: shaping shaped arguments changes nothing.
+/// Shapes a tool's arguments for storage: bodies summarised, fields capped. Idempotent.
+/// Policy must be evaluated *before* this, on `summarize_bodies`, so caps cannot hide anything.
 pub fn shape_arguments(arguments: &Value) -> Value {
-    shape_value(None, arguments, 0)
+    shape_value(None, arguments, 0, Limits::STORAGE)
 }
 
-fn shape_value(key: Option<&str>, value: &Value, depth: usize) -> Value {
+/// Replaces bodies with summaries and keeps everything else whole: what a hook sends to quintd
+/// and what policy sees.
+pub fn summarize_bodies(arguments: &Value) -> Value {
+    shape_value(None, arguments, 0, Limits::NONE)
+}
+
+/// Caps a stored string field (the envelope's `target`).
+pub fn cap_field(text: &str) -> String {
+    cap(text, MAX_COMMAND_CHARS)
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    command: usize,
+    field: usize,
+    items: usize,
+}
+
+impl Limits {
+    const STORAGE: Limits = Limits {
+        command: MAX_COMMAND_CHARS,
+        field: MAX_FIELD_CHARS,
+        items: MAX_ITEMS,
+    };
+    const NONE: Limits = Limits {
+        command: usize::MAX,
+        field: usize::MAX,
+        items: usize::MAX,
+    };
+}
+
+fn shape_value(key: Option<&str>, value: &Value, depth: usize, limits: Limits) -> Value {
     match value {
         Value::String(text) => match key {
             Some(k) if BODY_KEYS.contains(&k) => body_summary(text),
-            Some("command" | "cmd") => Value::String(cap(text, MAX_COMMAND_CHARS)),
-            _ => Value::String(cap(text, MAX_FIELD_CHARS)),
+            Some("command" | "cmd") => Value::String(cap(text, limits.command)),
+            _ => Value::String(cap(text, limits.field)),
         },
         Value::Array(items) if depth < MAX_DEPTH => {
             let mut shaped: Vec<Value> = items
                 .iter()
-                .take(MAX_ITEMS)
-                .map(|v| shape_value(key, v, depth + 1))
+                .take(limits.items)
+                .map(|v| shape_value(key, v, depth + 1, limits))
                 .collect();
-            if items.len() > MAX_ITEMS {
+            if items.len() > limits.items {
                 shaped.push(Value::String(format!(
                     "[{} more items]",
-                    items.len() - MAX_ITEMS
+                    items.len() - limits.items
                 )));
             }
             Value::Array(shaped)
         }
         Value::Object(fields) if depth < MAX_DEPTH => {
             let mut shaped = Map::new();
-            for (k, v) in fields.iter().take(MAX_ITEMS) {
+            for (k, v) in fields.iter().take(limits.items) {
                 let body = BODY_KEYS.contains(&k.as_str());
                 // Edit lists (`edits: [{old_string, new_string}]`) are bodies through and through.
                 let child = if body && !v.is_string() && !is_summary(v) {
                     body_summary(&v.to_string())
                 } else {
-                    shape_value(Some(k), v, depth + 1)
+                    shape_value(Some(k), v, depth + 1, limits)
                 };
                 shaped.insert(k.clone(), child);
             }

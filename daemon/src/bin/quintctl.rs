@@ -151,7 +151,16 @@ enum AuditAction {
 /// The agent hook: runs before every tool call, so it skips building the whole CLI, and it
 /// must answer in the agent's convention even when the config is broken.
 fn run_hook(agent: &str) -> ExitCode {
-    let config = Config::load();
+    // A panic must block, not exit 101 (which agents treat as "hook failed, run the tool").
+    let agent_name = agent.to_string();
+    std::panic::set_hook(Box::new(move |info| {
+        let answer =
+            quint_daemon::hook::refuse(agent_name.parse().ok(), &format!("internal error: {info}"));
+        print!("{}", answer.stdout);
+        eprint!("{}", answer.stderr);
+        std::process::exit(2);
+    }));
+    let config = Config::load_for_hook();
     if let Err(e) = &config {
         eprintln!("quint: {e}");
     }

