@@ -438,7 +438,13 @@ impl Daemon {
     }
 
     /// Streams new events to the client until it goes away.
-    async fn follow(&self, mut filter: EventFilter, stream: &mut tokio::net::unix::OwnedWriteHalf) {
+    async fn follow(
+        &self,
+        mut filter: EventFilter,
+        stream: &mut tokio::net::unix::OwnedWriteHalf,
+        client: &mut (impl tokio::io::AsyncRead + Unpin),
+    ) {
+        let mut probe = [0u8; 64];
         let mut head = self.head.clone();
         if filter.after_seq.is_none() {
             filter.after_seq = Some(*head.borrow());
@@ -467,10 +473,14 @@ impl Daemon {
                 }
             }
             if fetched < 500 {
-                // Wake on the next commit, and now and then to notice a client that left.
-                let _ = tokio::time::timeout(Duration::from_secs(1), head.changed()).await;
-                if stream.write_all(b"").await.is_err() {
-                    return;
+                // Wake on the next commit; a client that hangs up ends the stream at once.
+                tokio::select! {
+                    _ = head.changed() => {}
+                    read = client.read(&mut probe) => {
+                        if !matches!(read, Ok(n) if n > 0) {
+                            return;
+                        }
+                    }
                 }
             }
         }
@@ -624,6 +634,14 @@ impl Peer {
         })
     }
 
+    /// Other users see only their own events: commands and paths are personal data.
+    fn scope(&self, mut filter: EventFilter, own_uid: u32) -> EventFilter {
+        if self.uid != 0 && self.uid != own_uid {
+            filter.peer_uid = Some(self.uid);
+        }
+        filter
+    }
+
     /// Overwrites what only quintd may say about an event; the client's word is not taken for
     /// who it is, where the event came from, or how it was decided.
     fn label(&self, event: &mut Event, own_uid: u32) {
@@ -696,7 +714,8 @@ async fn handle_connection(daemon: &Daemon, stream: UnixStream) {
             Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
                 Err(e) => Reply::error("bad_request", format!("malformed request: {e}")),
                 Ok(Request::Follow { filter }) => {
-                    daemon.follow(filter, &mut write).await;
+                    let filter = peer.scope(filter, daemon.own_uid);
+                    daemon.follow(filter, &mut write, &mut reader).await;
                     return;
                 }
                 Ok(request) => dispatch(daemon, request, peer).await,
@@ -716,7 +735,8 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             Ok(status) => Reply::ok(status),
             Err(e) => Reply::error("storage", e.to_string()),
         },
-        Request::Events { filter } => match daemon.events(filter).await {
+        Request::Events { filter } => match daemon.events(peer.scope(filter, daemon.own_uid)).await
+        {
             Ok(events) => Reply::ok(events),
             Err(e) => Reply::error("storage", e.to_string()),
         },

@@ -214,8 +214,8 @@ fn main() -> ExitCode {
             let filter = EventFilter {
                 session,
                 decision,
-                after_seq: None,
                 limit: Some(limit),
+                ..EventFilter::default()
             };
             ctl::events::run(&config, filter, follow, json)
         }

@@ -166,7 +166,8 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
 
     let mut statement = conn.prepare(
         "SELECT a.seq, a.event_id, a.payload_sha256, a.prev_hash, a.hash,
-                x.event_id, x.decision, x.payload
+                x.event_id, x.decision, x.payload,
+                x.session_id, x.platform, x.action_type, x.risk_score, x.timestamp
          FROM audit a LEFT JOIN actions x ON x.seq = a.seq ORDER BY a.seq",
     )?;
     let mut rows = statement.query([])?;
@@ -179,6 +180,14 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
         let action_event_id: Option<String> = row.get(5)?;
         let action_decision: Option<String> = row.get(6)?;
         let payload: Option<String> = row.get(7)?;
+        let columns = IndexedColumns {
+            decision: action_decision,
+            session_id: row.get(8)?,
+            platform: row.get(9)?,
+            action_type: row.get(10)?,
+            risk_score: row.get(11)?,
+            timestamp: row.get(12)?,
+        };
         let problem = |message: String| AuditProblem {
             seq,
             event_id: Some(event_id.clone()),
@@ -210,9 +219,7 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
                     problems.push(problem(
                         "action payload does not match its audit hash (action edited)".into(),
                     ));
-                } else if action_id != &event_id
-                    || !columns_match_payload(payload, action_decision.as_deref())
-                {
+                } else if action_id != &event_id || !columns.match_payload(payload) {
                     problems.push(problem(
                         "action columns do not match its payload (action edited)".into(),
                     ));
@@ -285,9 +292,27 @@ fn prev_hash_or(text: &str, fallback: [u8; 32]) -> [u8; 32] {
     decode_hash(text).unwrap_or(fallback)
 }
 
-fn columns_match_payload(payload: &str, decision: Option<&str>) -> bool {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else {
-        return false;
-    };
-    value.get("decision").and_then(|d| d.as_str()) == decision
+/// The `actions` columns that listings filter on; they must say what the signed payload says.
+struct IndexedColumns {
+    decision: Option<String>,
+    session_id: Option<String>,
+    platform: Option<String>,
+    action_type: Option<String>,
+    risk_score: Option<i64>,
+    timestamp: Option<String>,
+}
+
+impl IndexedColumns {
+    fn match_payload(&self, payload: &str) -> bool {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(payload) else {
+            return false;
+        };
+        let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        text("decision") == self.decision
+            && text("session_id") == self.session_id
+            && text("platform") == self.platform
+            && text("action_type") == self.action_type
+            && text("timestamp") == self.timestamp
+            && value.get("risk_score").and_then(|v| v.as_i64()) == self.risk_score
+    }
 }

@@ -341,6 +341,18 @@ mod tests {
         );
         assert!(report.problems[0].message.contains("action edited"));
 
+        conn.execute(
+            "UPDATE actions SET session_id = 'elsewhere' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+        let report = verify(&config);
+        assert_eq!(
+            report.problems[0].seq, 2,
+            "an edited indexed column is caught: {:?}",
+            report.problems
+        );
+
         conn.execute("DELETE FROM audit WHERE seq >= 9", [])
             .unwrap();
         conn.execute("DELETE FROM actions WHERE seq >= 9", [])

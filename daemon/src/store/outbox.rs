@@ -17,6 +17,9 @@ pub struct EventFilter {
     pub after_seq: Option<u64>,
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Set by quintd from the peer's credentials, never taken from a request.
+    #[serde(skip)]
+    pub peer_uid: Option<u32>,
 }
 
 /// An event as stored, with its position in the log.
@@ -39,6 +42,13 @@ pub fn query_events(conn: &Connection, filter: &EventFilter) -> rusqlite::Result
     if let Some(decision) = filter.decision {
         values.push(decision.as_str().to_string());
         clauses.push(format!("decision = ?{}", values.len()));
+    }
+    if let Some(uid) = filter.peer_uid {
+        values.push(uid.to_string());
+        clauses.push(format!(
+            "json_extract(payload, '$.labels.peer_uid') = ?{}",
+            values.len()
+        ));
     }
     if let Some(after) = filter.after_seq {
         values.push(after.to_string());
