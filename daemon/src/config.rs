@@ -12,6 +12,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/quint/config.yaml";
 const DEFAULT_STATE_DIR: &str = "/Library/Application Support/Quint";
 #[cfg(not(target_os = "macos"))]
 const DEFAULT_STATE_DIR: &str = "/var/lib/quint";
+// macOS has no /run (the system volume is read-only); /var/run is its equivalent.
+#[cfg(target_os = "macos")]
+const DEFAULT_SOCKET: &str = "/var/run/quint/quintd.sock";
+#[cfg(not(target_os = "macos"))]
 const DEFAULT_SOCKET: &str = "/run/quint/quintd.sock";
 const DEFAULT_POLICY_DIR: &str = "/etc/quint/policy.d";
 

@@ -669,7 +669,16 @@ impl Peer {
     }
 }
 
+/// Home directories by uid, looked up once: the password database may be slow (NSS, LDAP)
+/// and this runs for every hook call from another user.
 fn home_of(uid: u32) -> Option<String> {
+    static CACHE: std::sync::LazyLock<Mutex<std::collections::HashMap<u32, Option<String>>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.entry(uid).or_insert_with(|| lookup_home(uid)).clone()
+}
+
+fn lookup_home(uid: u32) -> Option<String> {
     let mut buffer = vec![0u8; 4096];
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();

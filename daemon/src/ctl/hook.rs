@@ -35,6 +35,7 @@ pub fn run(agent_name: &str, config: Option<&Config>) -> HookAnswer {
         home: std::env::var("HOME").ok(),
         user: std::env::var("USER").ok(),
         parent_pid: Some(std::os::unix::process::parent_id()),
+        parent_start_ms: hook::process_start_ms(std::os::unix::process::parent_id()),
     };
     let input = match read_stdin(config.hook.max_input_bytes) {
         Ok(input) => input,
@@ -162,7 +163,7 @@ fn refuse_and_record(
     problem: InputProblem,
 ) -> HookAnswer {
     let mut event = Event::new(Source::Hook, agent.id(), ActionType::ToolCall, "");
-    event.session_id = format!("{}-pid-{}", agent.id(), context.parent_pid.unwrap_or(0));
+    event.session_id = context.fallback_session_id();
     event.labels.insert("error".into(), problem.message.clone());
     if let Some(input) = &problem.input {
         event.arguments =

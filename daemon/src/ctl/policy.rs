@@ -167,7 +167,11 @@ pub fn eval(config: &Config, policy_paths: &[PathBuf], input: EvalInput, json_ou
                 .map_err(|e| e.to_string())
                 .and_then(|b| Event::from_json(&b).map_err(|e| e.to_string()))
             {
-                Ok(event) => event,
+                // As quintd would see it: bodies summarised, nothing else cut.
+                Ok(mut event) => {
+                    event.arguments = quint_policy::shape::summarize_bodies(&event.arguments);
+                    event
+                }
                 Err(e) => {
                     eprintln!("quintctl: cannot read the event from {from}: {e}");
                     return 2;

@@ -98,6 +98,42 @@ pub struct HookContext {
     pub home: Option<String>,
     pub user: Option<String>,
     pub parent_pid: Option<u32>,
+    /// When the parent (the agent, or its shell) started, ms since the Unix epoch.
+    pub parent_start_ms: Option<u64>,
+}
+
+impl HookContext {
+    /// `{root_pid}-{start_unix_ms}` for agents that send no session id: the hook's parent
+    /// process outlives each call, and its start time keeps a reused pid from joining sessions.
+    pub fn fallback_session_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.parent_pid.unwrap_or(0),
+            self.parent_start_ms.unwrap_or(0)
+        )
+    }
+}
+
+/// A process's start time in ms since the Unix epoch (Linux: /proc; elsewhere unknown).
+pub fn process_start_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start_ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let boot_secs: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(boot_secs * 1000 + start_ticks * 1000 / ticks_per_sec)
 }
 
 /// Parses an agent's hook input into an event (undecided).
@@ -300,7 +336,7 @@ fn with_context(mut event: Event, object: &Map<String, Value>, context: &HookCon
     }
     if event.session_id.is_empty() {
         // No agent session id: fall back to the agent process, which outlives each hook call.
-        event.session_id = format!("{}-pid-{}", event.platform, context.parent_pid.unwrap_or(0));
+        event.session_id = context.fallback_session_id();
     }
     // Bodies are summarised here (requests stay small, contents never leave the process);
     // caps are applied by quintd only after policy has seen everything.

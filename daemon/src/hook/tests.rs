@@ -7,6 +7,7 @@ fn context() -> HookContext {
         home: Some("/home/dev".into()),
         user: Some("dev".into()),
         parent_pid: Some(42),
+        parent_start_ms: Some(1_700_000_000_000),
     }
 }
 
@@ -137,5 +138,5 @@ fn missing_session_id_falls_back_to_the_agent_process() {
         .unwrap()
         .event
         .unwrap();
-    assert_eq!(event.session_id, "codex-pid-42");
+    assert_eq!(event.session_id, "42-1700000000000");
 }
