@@ -36,11 +36,6 @@ pub struct Config {
     pub hook_overrides_ignored: bool,
 }
 
-/// A system quintd is (or was) installed: its config or its socket exists.
-pub fn system_installation_present() -> bool {
-    Path::new(DEFAULT_CONFIG_PATH).exists() || Path::new(DEFAULT_SOCKET).exists()
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -143,21 +138,30 @@ impl Config {
     /// installation the `QUINT_*` overrides are ignored: a repository must not be able to
     /// point the hook at a daemon or a policy snapshot of its own.
     pub fn load_for_hook() -> Result<Config, ConfigError> {
-        if system_installation_present() {
-            let mut config = match std::fs::read_to_string(DEFAULT_CONFIG_PATH) {
-                Ok(text) if !text.trim().is_empty() => {
-                    serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
-                        path: DEFAULT_CONFIG_PATH.into(),
-                        source,
-                    })?
-                }
-                _ => Config::default(),
-            };
-            config.validate(Path::new(DEFAULT_CONFIG_PATH))?;
-            config.hook_overrides_ignored = true;
-            return Ok(config);
+        Config::load_for_hook_from(Path::new(DEFAULT_CONFIG_PATH), Path::new(DEFAULT_SOCKET))
+    }
+
+    fn load_for_hook_from(
+        system_config: &Path,
+        system_socket: &Path,
+    ) -> Result<Config, ConfigError> {
+        if !(system_config.exists() || system_socket.exists()) {
+            return Config::load();
         }
-        Config::load()
+        let mut config = match std::fs::read_to_string(system_config) {
+            Ok(text) if !text.trim().is_empty() => {
+                serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: system_config.into(),
+                    source,
+                })?
+            }
+            _ => Config::default(),
+        };
+        config.validate(system_config)?;
+        config.hook_overrides_ignored = ["QUINT_CONFIG", "QUINT_STATE_DIR", "QUINT_SOCKET"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
+        Ok(config)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -214,5 +218,41 @@ impl Config {
 
     pub fn hook_timeout(&self) -> Duration {
         Duration::from_millis(self.hook.daemon_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_ignore_environment_overrides_on_a_system_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let system_config = dir.path().join("config.yaml");
+        std::fs::write(
+            &system_config,
+            "socket: /run/quint/quintd.sock\nstate_dir: /var/lib/quint\n",
+        )
+        .unwrap();
+        // What a repository's `.gemini/.env` could set for the agent and so for its hook.
+        std::env::set_var("QUINT_SOCKET", "/nonexistent/evil.sock");
+        std::env::set_var("QUINT_STATE_DIR", "/tmp/repo/.q");
+        let config =
+            Config::load_for_hook_from(&system_config, &dir.path().join("absent.sock")).unwrap();
+        assert_eq!(config.socket, PathBuf::from("/run/quint/quintd.sock"));
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/quint"));
+        assert!(config.hook_overrides_ignored);
+
+        // No system install (a developer's private daemon): the overrides apply.
+        let private = Config::load_for_hook_from(
+            &dir.path().join("absent.yaml"),
+            &dir.path().join("absent.sock"),
+        );
+        std::env::remove_var("QUINT_SOCKET");
+        std::env::remove_var("QUINT_STATE_DIR");
+        assert_eq!(
+            private.unwrap().socket,
+            PathBuf::from("/nonexistent/evil.sock")
+        );
     }
 }

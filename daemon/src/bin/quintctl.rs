@@ -161,8 +161,12 @@ fn run_hook(agent: &str) -> ExitCode {
         std::process::exit(2);
     }));
     let config = Config::load_for_hook();
-    if let Err(e) = &config {
-        eprintln!("quint: {e}");
+    match &config {
+        Err(e) => eprintln!("quint: {e}"),
+        Ok(c) if c.hook_overrides_ignored => {
+            eprintln!("quint: QUINT_* overrides ignored: a system installation is present")
+        }
+        Ok(_) => {}
     }
     let answer = ctl::hook::run(agent, config.as_ref().ok());
     let mut stdout = std::io::stdout().lock();
