@@ -6,6 +6,7 @@ pub mod ctl;
 pub mod hook;
 pub mod policy_layers;
 pub mod protocol;
+pub mod redaction;
 pub mod server;
 pub mod spool;
 pub mod store;

@@ -287,18 +287,40 @@ impl Redactor {
         (out, findings)
     }
 
-    /// Redacts every string (keys and values) of a JSON value.
-    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+    /// Redacts every string (keys and values) of a JSON value; returns it and the number of
+    /// secrets replaced.
+    pub fn redact_json(&self, value: &serde_json::Value) -> (serde_json::Value, usize) {
+        let mut found = 0;
+        let redacted = self.redact_json_into(value, &mut found);
+        (redacted, found)
+    }
+
+    fn redact_json_into(&self, value: &serde_json::Value, found: &mut usize) -> serde_json::Value {
         use serde_json::Value;
+        let mut text = |t: &str| {
+            let (redacted, findings) = self.redact(t);
+            *found += findings.len();
+            redacted
+        };
         match value {
-            Value::String(text) => Value::String(self.redact(text).0),
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
-            }
+            Value::String(t) => Value::String(text(t)),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.redact_json_into(v, found))
+                    .collect(),
+            ),
             Value::Object(fields) => Value::Object(
                 fields
                     .iter()
-                    .map(|(k, v)| (self.redact(k).0, self.redact_json(v)))
+                    .map(|(k, v)| {
+                        let key = {
+                            let (redacted, findings) = self.redact(k);
+                            *found += findings.len();
+                            redacted
+                        };
+                        (key, self.redact_json_into(v, found))
+                    })
                     .collect(),
             ),
             other => other.clone(),

@@ -1,0 +1,106 @@
+//! Redaction in quintd: the per-device fingerprint key, and scrubbing an event before it is
+//! written anywhere (SQLite, logs, the relay).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use quint_policy::redact::Redactor;
+use quint_policy::Event;
+use ring::rand::SecureRandom;
+
+/// The key fingerprints are computed under: 32 random bytes, created on first start, root-only.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    match fs::read(path) {
+        Ok(key) if key.len() == 32 => Ok(key),
+        Ok(key) => anyhow::bail!(
+            "{} holds {} bytes, expected a 32-byte key",
+            path.display(),
+            key.len()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            ring::rand::SystemRandom::new()
+                .fill(&mut key)
+                .map_err(|_| anyhow::anyhow!("no randomness for the redaction key"))?;
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(&key)?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Replaces every secret in the event's arguments, target and label values. Returns how many
+/// were found.
+pub fn scrub_event(redactor: &Redactor, event: &mut Event) -> usize {
+    let mut found = 0;
+    let mut scrub = |text: &str| {
+        let (redacted, findings) = redactor.redact(text);
+        found += findings.len();
+        redacted
+    };
+    if let Some(target) = &event.target {
+        event.target = Some(scrub(target));
+    }
+    for value in event.labels.values_mut() {
+        *value = scrub(value);
+    }
+    let (arguments, in_arguments) = redactor.redact_json(&event.arguments);
+    event.arguments = arguments;
+    found + in_arguments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quint_policy::{ActionType, Source};
+
+    const RULES: &str = r#"
+rules:
+  - id: test-token
+    family: test
+    description: a test token
+    keywords: ["tok_"]
+    regex: '\b(tok_[A-Za-z0-9]{20})\b'
+"#;
+
+    #[test]
+    fn every_kept_string_is_scrubbed_and_the_key_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("redaction.key");
+        let key = load_or_create_key(&key_path).unwrap();
+        assert_eq!(
+            load_or_create_key(&key_path).unwrap(),
+            key,
+            "the key survives restarts"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let redactor = Redactor::compile(&[("t.yaml", RULES)], &key).unwrap();
+        let secret = "tok_abcdefghij0123456789";
+        let mut event = Event::new(Source::Hook, "claude-code", ActionType::ToolCall, "s");
+        event.target = Some(format!("curl -H 'X: {secret}' https://x.example"));
+        event.arguments = serde_json::json!({"command": format!("curl -H 'X: {secret}'"), "nested": [{"v": secret}]});
+        event.labels.insert("cwd".into(), format!("/tmp/{secret}"));
+        assert_eq!(scrub_event(&redactor, &mut event), 4);
+        let stored = serde_json::to_string(&event).unwrap();
+        assert!(!stored.contains(secret), "{stored}");
+        assert!(stored.contains(&format!(
+            "[REDACTED:test-token:{}]",
+            redactor.fingerprint(secret)
+        )));
+    }
+}
