@@ -212,6 +212,11 @@ impl Config {
         self.state_dir.join("audit-signing.pk8")
     }
 
+    /// The key secrets' fingerprints are computed under (root-only).
+    pub fn redaction_key_path(&self) -> PathBuf {
+        self.state_dir.join("redaction.key")
+    }
+
     pub fn audit_public_key_path(&self) -> PathBuf {
         self.state_dir.join("audit-signing.pub")
     }

@@ -63,6 +63,7 @@ pub struct Daemon {
     spool_rejected: AtomicU64,
     spool_lock: tokio::sync::Mutex<()>,
     own_uid: u32,
+    redactor: quint_policy::redact::Redactor,
 }
 
 impl Daemon {
@@ -78,6 +79,14 @@ impl Daemon {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     prepare_directories(&config)?;
     let recorder = Recorder::open(&config)?;
+    let redaction_key = crate::redaction::load_or_create_key(&config.redaction_key_path())?;
+    let redactor = quint_policy::redact::Redactor::builtin(&redaction_key).map_err(|errors| {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "built-in redaction rules do not compile:\n{}",
+            listed.join("\n")
+        )
+    })?;
     let (head_tx, head_rx) = watch::channel(recorder.head().seq);
     let (writer_tx, writer_rx) = mpsc::channel(4096);
     let writer_thread = std::thread::Builder::new()
@@ -127,6 +136,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         spool_rejected: AtomicU64::new(0),
         spool_lock: tokio::sync::Mutex::new(()),
         own_uid: unsafe { libc::geteuid() },
+        redactor,
     });
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
 
@@ -331,6 +341,8 @@ impl Daemon {
         verdict.apply_to(&mut event);
         event.arguments = shape_arguments(&event.arguments);
         event.target = event.target.as_deref().map(cap_field);
+        // Nothing leaves this function for the writer with a secret in it.
+        crate::redaction::scrub_event(&self.redactor, &mut event);
         let event_id = event.event_id.to_string();
         if verdict.decision > quint_policy::Decision::Allow {
             tracing::info!(%event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
@@ -352,6 +364,7 @@ impl Daemon {
     async fn record_refusal(&self, mut event: Event, peer: Peer) -> Reply {
         peer.label(&mut event, self.own_uid);
         event.arguments = shape_arguments(&event.arguments);
+        crate::redaction::scrub_event(&self.redactor, &mut event);
         event.decision = quint_policy::Decision::Deny;
         event.rule_ids = vec![MALFORMED_INPUT_RULE.into()];
         event.risk_score = 50;
@@ -516,6 +529,7 @@ impl Daemon {
                             .labels
                             .insert("peer_uid".into(), entry.owner_uid.to_string());
                         event.arguments = shape_arguments(&event.arguments);
+                        crate::redaction::scrub_event(&self.redactor, &mut event);
                         events.push(event);
                         paths.push(entry.path);
                     }

@@ -9,6 +9,9 @@
 
 pub mod checksum;
 
+/// (name, YAML) of the built-in redaction rule files, `policy/redact/rules/*.yaml`.
+pub const BUILTIN_RULES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/redact_pack.rs"));
+
 use std::collections::HashSet;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -197,6 +200,11 @@ impl Redactor {
             keyword_rules,
             key: key.to_vec(),
         })
+    }
+
+    /// The built-in rules under a device key.
+    pub fn builtin(key: &[u8]) -> Result<Redactor, Vec<RuleError>> {
+        Redactor::compile(BUILTIN_RULES, key)
     }
 
     pub fn rule_count(&self) -> usize {
