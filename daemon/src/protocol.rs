@@ -34,6 +34,10 @@ pub enum Request {
     },
     /// Ingest events spooled by hooks while quintd was unreachable, now.
     IngestSpool,
+    /// Redact a text with the device's rules and key (`quintctl redact`).
+    Redact {
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +49,12 @@ pub struct EvaluateReply {
     pub risk_score: u8,
     /// False when the same event id had already been recorded.
     pub recorded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedactReply {
+    pub redacted: String,
+    pub findings: Vec<quint_policy::redact::Finding>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

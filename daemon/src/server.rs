@@ -763,6 +763,10 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             Ok(events) => Reply::ok(events),
             Err(e) => Reply::error("storage", e.to_string()),
         },
+        Request::Redact { text } => {
+            let (redacted, findings) = daemon.redactor.redact(&text);
+            Reply::ok(crate::protocol::RedactReply { redacted, findings })
+        }
         Request::IngestSpool => {
             Reply::ok(serde_json::json!({ "ingested": daemon.ingest_spool().await }))
         }

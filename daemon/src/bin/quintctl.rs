@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         action: Box<PolicyAction>,
     },
+    /// Redact stdin to stdout as Quint would store it; --json prints the findings instead.
+    Redact {
+        #[arg(long)]
+        json: bool,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -244,6 +249,7 @@ fn main() -> ExitCode {
                 ctl::policy::eval(&config, &args.policy, input, args.json)
             }
         },
+        Command::Redact { json } => ctl::redact::run(&config, json),
         Command::Audit {
             action: AuditAction::Verify { json },
         } => ctl::audit::verify(&config, json),

@@ -6,4 +6,5 @@ pub mod hook;
 pub mod hooks_install;
 pub mod output;
 pub mod policy;
+pub mod redact;
 pub mod status;

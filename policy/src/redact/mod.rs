@@ -85,7 +85,7 @@ struct Rule {
 }
 
 /// A secret found in a text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub rule_id: String,
     /// Byte offsets of the secret in the text.
