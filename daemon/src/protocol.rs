@@ -38,6 +38,10 @@ pub enum Request {
     Redact {
         text: String,
     },
+    /// Where a candidate secret was recorded (by fingerprint; nothing of it is stored).
+    FindSecret {
+        candidate: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +59,22 @@ pub struct EvaluateReply {
 pub struct RedactReply {
     pub redacted: String,
     pub findings: Vec<quint_policy::redact::Finding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretSighting {
+    pub seq: u64,
+    pub event_id: String,
+    pub timestamp: String,
+    pub session_id: String,
+    /// The redaction rule(s) that replaced it there.
+    pub rule_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindSecretReply {
+    pub fingerprint: String,
+    pub sightings: Vec<SecretSighting>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

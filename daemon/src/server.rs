@@ -763,6 +763,30 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             Ok(events) => Reply::ok(events),
             Err(e) => Reply::error("storage", e.to_string()),
         },
+        Request::FindSecret { candidate } => {
+            let fingerprint = daemon.redactor.fingerprint(&candidate);
+            let scope = peer.scope(EventFilter::default(), daemon.own_uid).peer_uid;
+            let database = daemon.config.database_path();
+            let found = tokio::task::spawn_blocking({
+                let fingerprint = fingerprint.clone();
+                move || -> anyhow::Result<_> {
+                    Ok(outbox::find_fingerprint(
+                        &open_reader(&database)?,
+                        &fingerprint,
+                        scope,
+                    )?)
+                }
+            })
+            .await;
+            match found {
+                Ok(Ok(sightings)) => Reply::ok(crate::protocol::FindSecretReply {
+                    fingerprint,
+                    sightings,
+                }),
+                Ok(Err(e)) => Reply::error("storage", e.to_string()),
+                Err(e) => Reply::error("internal", e.to_string()),
+            }
+        }
         Request::Redact { text } => {
             let (redacted, findings) = daemon.redactor.redact(&text);
             Reply::ok(crate::protocol::RedactReply { redacted, findings })

@@ -151,6 +151,11 @@ enum AuditAction {
         #[arg(long)]
         json: bool,
     },
+    /// Was this secret (on stdin) ever recorded? Matches by keyed fingerprint; exit 0 if seen.
+    FindSecret {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The agent hook: runs before every tool call, so it skips building the whole CLI, and it
@@ -250,9 +255,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Redact { json } => ctl::redact::run(&config, json),
-        Command::Audit {
-            action: AuditAction::Verify { json },
-        } => ctl::audit::verify(&config, json),
+        Command::Audit { action } => match action {
+            AuditAction::Verify { json } => ctl::audit::verify(&config, json),
+            AuditAction::FindSecret { json } => ctl::find_secret::run(&config, json),
+        },
     };
     ExitCode::from(code as u8)
 }

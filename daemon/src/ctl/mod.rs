@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod find_secret;
 pub mod hook;
 pub mod hooks_install;
 pub mod output;

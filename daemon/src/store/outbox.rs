@@ -142,3 +142,85 @@ pub fn sessions_since(conn: &Connection, since: &str) -> rusqlite::Result<Vec<Se
         .collect();
     sessions
 }
+
+/// Actions whose stored payload holds `[REDACTED:<rule>:<fingerprint>]`, oldest first, with the
+/// rules that redacted it there. `peer_uid` limits the search to one user's actions.
+pub fn find_fingerprint(
+    conn: &Connection,
+    fingerprint: &str,
+    peer_uid: Option<u32>,
+) -> rusqlite::Result<Vec<crate::protocol::SecretSighting>> {
+    let marker = format!(":{fingerprint}]");
+    let mut statement = conn.prepare(
+        "SELECT seq, event_id, timestamp, session_id, payload FROM actions
+         WHERE instr(payload, ?1) > 0
+           AND (?2 IS NULL OR json_extract(payload, '$.labels.peer_uid') = ?2)
+         ORDER BY seq LIMIT 1000",
+    )?;
+    let rows = statement.query_map(
+        rusqlite::params![marker, peer_uid.map(|u| u.to_string())],
+        |row| {
+            let payload: String = row.get(4)?;
+            let mut rule_ids: Vec<String> = payload
+                .match_indices(&marker)
+                .filter_map(|(at, _)| {
+                    let start = payload[..at].rfind("[REDACTED:")? + "[REDACTED:".len();
+                    Some(payload[start..at].to_string())
+                })
+                .collect();
+            rule_ids.sort();
+            rule_ids.dedup();
+            Ok(crate::protocol::SecretSighting {
+                seq: row.get::<_, i64>(0)? as u64,
+                event_id: row.get(1)?,
+                timestamp: row.get(2)?,
+                session_id: row.get(3)?,
+                rule_ids,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::{open_reader, Recorder};
+    use quint_policy::{ActionType, Event, Source};
+
+    #[test]
+    fn finds_actions_by_fingerprint_and_scopes_by_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            state_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let mut recorder = Recorder::open(&config).unwrap();
+        let mut events = Vec::new();
+        for (uid, command) in [
+            (
+                "1000",
+                "curl -H 'Authorization: Bearer [REDACTED:bearer-token:a1b2c3d4e5f6]'",
+            ),
+            ("1001", "export T=[REDACTED:github-pat:a1b2c3d4e5f6]"),
+            ("1000", "echo [REDACTED:github-pat:ffffffffffff]"),
+        ] {
+            let mut event = Event::new(Source::Hook, "claude-code", ActionType::ToolCall, "s");
+            event.target = Some(command.into());
+            event.labels.insert("peer_uid".into(), uid.into());
+            events.push(event);
+        }
+        recorder.append(&events).unwrap();
+        let conn = open_reader(&config.database_path()).unwrap();
+        let all = find_fingerprint(&conn, "a1b2c3d4e5f6", None).unwrap();
+        assert_eq!(all.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(all[0].rule_ids, vec!["bearer-token"]);
+        assert_eq!(all[1].rule_ids, vec!["github-pat"]);
+        let mine = find_fingerprint(&conn, "a1b2c3d4e5f6", Some(1001)).unwrap();
+        assert_eq!(mine.len(), 1);
+        assert!(find_fingerprint(&conn, "000000000000", None)
+            .unwrap()
+            .is_empty());
+    }
+}
