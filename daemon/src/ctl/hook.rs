@@ -35,7 +35,7 @@ pub fn run(agent_name: &str, config: Option<&Config>) -> HookAnswer {
         home: std::env::var("HOME").ok(),
         user: std::env::var("USER").ok(),
         parent_pid: Some(std::os::unix::process::parent_id()),
-        parent_start_ms: hook::process_start_ms(std::os::unix::process::parent_id()),
+        parent_start_ms: None,
     };
     let input = match read_stdin(config.hook.max_input_bytes) {
         Ok(input) => input,

@@ -106,11 +106,11 @@ impl HookContext {
     /// `{root_pid}-{start_unix_ms}` for agents that send no session id: the hook's parent
     /// process outlives each call, and its start time keeps a reused pid from joining sessions.
     pub fn fallback_session_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.parent_pid.unwrap_or(0),
-            self.parent_start_ms.unwrap_or(0)
-        )
+        // Looked up only here: most agents send a session id, and reading /proc/stat is not free.
+        let started = self
+            .parent_start_ms
+            .or_else(|| self.parent_pid.and_then(process_start_ms));
+        format!("{}-{}", self.parent_pid.unwrap_or(0), started.unwrap_or(0))
     }
 }
 
