@@ -161,6 +161,18 @@ impl QuintEnv {
             .collect()
     }
 
+    /// Hook events waiting in the spool for quintd.
+    pub fn spooled_files(&self) -> usize {
+        std::fs::read_dir(self.state_dir.join("spool"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Polls `check` until it returns true or the timeout passes.
     pub fn wait_for(&self, timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + timeout;

@@ -167,17 +167,7 @@ fn with_quintd_stopped_denials_hold_and_spooled_events_arrive_after_restart() {
 
     // Stopped after a run: the snapshot decides, and the events wait in the spool.
     check_all_agents(&env);
-    let spooled = std::fs::read_dir(env.state_dir.join("spool"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "json")
-        })
-        .count();
-    assert_eq!(spooled, 10);
+    assert_eq!(env.spooled_files(), 10);
     let status = env.ctl(&["status", "--json"]);
     assert_eq!(
         status.status.code(),
@@ -206,20 +196,7 @@ fn with_quintd_stopped_denials_hold_and_spooled_events_arrive_after_restart() {
     assert!(offline
         .iter()
         .all(|e| e["labels"]["decided_by"] == "hook-snapshot"));
-    assert_eq!(
-        std::fs::read_dir(env.state_dir.join("spool"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "json")
-            })
-            .count(),
-        0,
-        "ingested spool files are removed"
-    );
+    assert_eq!(env.spooled_files(), 0, "ingested spool files are removed");
 }
 
 #[test]
