@@ -4,6 +4,7 @@ pub mod client;
 pub mod config;
 pub mod ctl;
 pub mod hook;
+pub mod key_file;
 pub mod policy_layers;
 pub mod protocol;
 pub mod redaction;

@@ -2,8 +2,6 @@
 //! written anywhere (SQLite, logs, the relay).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -25,14 +23,7 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
             ring::rand::SystemRandom::new()
                 .fill(&mut key)
                 .map_err(|_| anyhow::anyhow!("no randomness for the redaction key"))?;
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            file.write_all(&key)?;
-            file.sync_all()?;
+            crate::key_file::create(path, &key)?;
             Ok(key)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),

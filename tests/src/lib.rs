@@ -163,14 +163,7 @@ impl QuintEnv {
 
     /// Hook events waiting in the spool for quintd.
     pub fn spooled_files(&self) -> usize {
-        std::fs::read_dir(self.state_dir.join("spool"))
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .count()
-            })
-            .unwrap_or(0)
+        quint_daemon::spool::pending(&self.state_dir.join("spool"))
     }
 
     /// Polls `check` until it returns true or the timeout passes.

@@ -4,8 +4,6 @@
 //! `verify` names the first record where that happens.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -88,14 +86,7 @@ impl AuditSigner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let generated = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                     .map_err(|_| anyhow::anyhow!("cannot generate the audit signing key"))?;
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(key_path)
-                    .with_context(|| format!("creating {}", key_path.display()))?;
-                file.write_all(generated.as_ref())?;
-                file.sync_all()?;
+                crate::key_file::create(key_path, generated.as_ref())?;
                 generated.as_ref().to_vec()
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", key_path.display())),
