@@ -41,6 +41,10 @@ pub struct RuleSpec {
     pub entropy: Option<f64>,
     #[serde(default)]
     pub checksum: Checksum,
+    /// A candidate matching this regex in full is not a secret (references such as
+    /// `$TOKEN`, code such as `os.environ[...]`); for rules keyed on names, not formats.
+    #[serde(default)]
+    pub reject: Option<String>,
     #[serde(default)]
     pub examples: Examples,
 }
@@ -81,7 +85,7 @@ impl std::fmt::Display for RuleError {
 struct Rule {
     spec: RuleSpec,
     regex: Regex,
-    group: usize,
+    reject: Option<Regex>,
 }
 
 /// A secret found in a text.
@@ -158,13 +162,25 @@ impl Redactor {
                     ));
                     continue;
                 }
-                match RegexBuilder::new(&spec.regex).size_limit(32 << 20).build() {
-                    Ok(regex) => {
-                        let group = usize::from(regex.captures_len() > 1);
-                        rules.push(Rule { spec, regex, group });
+                let regex = match RegexBuilder::new(&spec.regex).size_limit(32 << 20).build() {
+                    Ok(regex) => regex,
+                    Err(e) => {
+                        errors.push(error(format!("invalid regex: {e}")));
+                        continue;
                     }
-                    Err(e) => errors.push(error(format!("invalid regex: {e}"))),
-                }
+                };
+                let reject = match spec.reject.as_deref().map(Regex::new).transpose() {
+                    Ok(reject) => reject,
+                    Err(e) => {
+                        errors.push(error(format!("invalid reject regex: {e}")));
+                        continue;
+                    }
+                };
+                rules.push(Rule {
+                    spec,
+                    regex,
+                    reject,
+                });
             }
         }
         if !errors.is_empty() {
@@ -225,12 +241,25 @@ impl Redactor {
 
     /// Secrets in `text`, in order, not overlapping (the longer of two overlapping wins).
     pub fn find(&self, text: &str) -> Vec<Finding> {
+        self.find_with(text, None)
+    }
+
+    /// What one rule alone finds in `text` (its keywords still gate it), so a rule's
+    /// examples test that rule and not whichever rule happens to win an overlap.
+    pub fn find_with_rule(&self, rule_id: &str, text: &str) -> Option<Vec<Finding>> {
+        let index = self.rules.iter().position(|r| r.spec.id == rule_id)?;
+        Some(self.find_with(text, Some(index)))
+    }
+
+    fn find_with(&self, text: &str, only: Option<usize>) -> Vec<Finding> {
         let mut candidates = vec![false; self.rules.len()];
         let mut any = false;
         for found in self.keywords.find_overlapping_iter(text) {
             for &rule in &self.keyword_rules[found.pattern().as_usize()] {
-                candidates[rule] = true;
-                any = true;
+                if only.is_none_or(|only| only == rule) {
+                    candidates[rule] = true;
+                    any = true;
+                }
             }
         }
         if !any {
@@ -244,7 +273,10 @@ impl Redactor {
             .filter(|(i, _)| candidates[*i])
         {
             for captures in rule.regex.captures_iter(text) {
-                let Some(secret) = captures.get(rule.group).or_else(|| captures.get(0)) else {
+                // The secret is the first group that took part (rules may offer alternatives,
+                // each with its own group), or the whole match for rules without groups.
+                let Some(secret) = captures.iter().skip(1).flatten().next().or(captures.get(0))
+                else {
                     continue;
                 };
                 if secret.is_empty() || !plausible(rule, secret.as_str()) {
@@ -341,6 +373,9 @@ fn plausible(rule: &Rule, secret: &str) -> bool {
     if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
         return false;
     }
+    if rule.reject.as_ref().is_some_and(|r| r.is_match(secret)) {
+        return false;
+    }
     if let Some(minimum) = rule.spec.entropy {
         if shannon_entropy(secret) < minimum {
             return false;
@@ -434,6 +469,56 @@ rules:
             redactor.find("cargo build --release").is_empty(),
             "no keyword, no work"
         );
+    }
+
+    /// Every built-in rule finds each of its positive examples by itself (keywords included),
+    /// the whole pack removes the secret, and no rule fires on any rule's negatives.
+    #[test]
+    fn every_builtin_rule_passes_its_own_examples() {
+        let redactor = Redactor::builtin(b"pack-test").unwrap_or_else(|errors| {
+            panic!(
+                "{}",
+                errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+            )
+        });
+        let families: HashSet<&str> = redactor.specs().map(|s| s.family.as_str()).collect();
+        assert!(redactor.rule_count() >= 150, "{} rules", redactor.rule_count());
+        assert!(families.len() >= 40, "{} families", families.len());
+        let mut failures = Vec::new();
+        for spec in redactor.specs() {
+            if spec.examples.positive.is_empty() {
+                failures.push(format!("{}: no positive example", spec.id));
+            }
+            for example in &spec.examples.positive {
+                let Some(start) = example.text.find(&example.secret) else {
+                    failures.push(format!("{}: secret not in its text", spec.id));
+                    continue;
+                };
+                let end = start + example.secret.len();
+                let alone = redactor.find_with_rule(&spec.id, &example.text).unwrap();
+                if !alone.iter().any(|f| f.start <= start && f.end >= end) {
+                    failures.push(format!(
+                        "{}: misses {:?} (found {alone:?})",
+                        spec.id, example.text
+                    ));
+                }
+                let (redacted, _) = redactor.redact(&example.text);
+                if redacted.contains(&example.secret) {
+                    failures.push(format!("{}: pack leaves the secret in {redacted:?}", spec.id));
+                }
+            }
+            for negative in &spec.examples.negative {
+                let found = redactor.find(negative);
+                if !found.is_empty() {
+                    let rules: Vec<&str> = found.iter().map(|f| f.rule_id.as_str()).collect();
+                    failures.push(format!(
+                        "{}: negative {negative:?} matched by {rules:?}",
+                        spec.id
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     #[test]
