@@ -8,15 +8,18 @@
 //! costs one scan.
 
 pub mod checksum;
+pub mod corpus;
 
 /// (name, YAML) of the built-in redaction rule files, `policy/redact/rules/*.yaml`.
 pub const BUILTIN_RULES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/redact_pack.rs"));
 
 use std::collections::HashSet;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use hmac::{Hmac, Mac};
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
+use regex_automata::meta;
+use regex_automata::Input;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -45,6 +48,10 @@ pub struct RuleSpec {
     /// `$TOKEN`, code such as `os.environ[...]`); for rules keyed on names, not formats.
     #[serde(default)]
     pub reject: Option<String>,
+    /// How far past a keyword a match may end, in bytes (default 1,024); long blocks such as
+    /// PEM keys need more. Large texts are only searched near keywords.
+    #[serde(default)]
+    pub reach: Option<usize>,
     #[serde(default)]
     pub examples: Examples,
 }
@@ -84,7 +91,7 @@ impl std::fmt::Display for RuleError {
 
 struct Rule {
     spec: RuleSpec,
-    regex: Regex,
+    regex: meta::Regex,
     reject: Option<Regex>,
 }
 
@@ -162,7 +169,10 @@ impl Redactor {
                     ));
                     continue;
                 }
-                let regex = match RegexBuilder::new(&spec.regex).size_limit(32 << 20).build() {
+                let regex = match meta::Regex::builder()
+                    .configure(meta::Config::new().nfa_size_limit(Some(32 << 20)))
+                    .build(&spec.regex)
+                {
                     Ok(regex) => regex,
                     Err(e) => {
                         errors.push(error(format!("invalid regex: {e}")));
@@ -202,6 +212,9 @@ impl Redactor {
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            // The keyword scan touches every byte of every text; a DFA makes it several
+            // times faster than the default NFA for a few hundred keywords.
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&keyword_index)
             .map_err(|e| {
                 vec![RuleError {
@@ -252,39 +265,68 @@ impl Redactor {
     }
 
     fn find_with(&self, text: &str, only: Option<usize>) -> Vec<Finding> {
-        let mut candidates = vec![false; self.rules.len()];
-        let mut any = false;
+        // Per candidate rule, the spans to search: the whole text when it is small, otherwise
+        // windows around the keyword hits, so a rule whose keyword is common costs little.
+        let windowed = text.len() > WHOLE_TEXT_BYTES;
+        // (rule, spans) for the rules whose keywords appear, in first-hit order.
+        let mut windows: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+        let mut slot_of_rule: Vec<u32> = Vec::new();
         for found in self.keywords.find_overlapping_iter(text) {
             for &rule in &self.keyword_rules[found.pattern().as_usize()] {
-                if only.is_none_or(|only| only == rule) {
-                    candidates[rule] = true;
-                    any = true;
+                if only.is_some_and(|only| only != rule) {
+                    continue;
+                }
+                if slot_of_rule.is_empty() {
+                    slot_of_rule = vec![u32::MAX; self.rules.len()];
+                }
+                if slot_of_rule[rule] == u32::MAX {
+                    slot_of_rule[rule] = windows.len() as u32;
+                    windows.push((rule, Vec::new()));
+                } else if !windowed {
+                    continue;
+                }
+                let spans = &mut windows[slot_of_rule[rule] as usize].1;
+                if !windowed {
+                    spans.push((0, text.len()));
+                    continue;
+                }
+                let reach = self.rules[rule].spec.reach.unwrap_or(DEFAULT_REACH);
+                let start = floor_char_boundary(text, found.start().saturating_sub(LOOK_BACK));
+                let end = ceil_char_boundary(text, found.end().saturating_add(reach));
+                match spans.last_mut() {
+                    Some(last) if start <= last.1 => {
+                        last.0 = last.0.min(start);
+                        last.1 = last.1.max(end);
+                    }
+                    _ => spans.push((start, end)),
                 }
             }
         }
-        if !any {
+        if windows.is_empty() {
             return Vec::new();
         }
         let mut findings: Vec<(usize, usize, usize)> = Vec::new();
-        for (index, rule) in self
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| candidates[*i])
-        {
-            for captures in rule.regex.captures_iter(text) {
-                // The secret is the first group that took part (rules may offer alternatives,
-                // each with its own group), or the whole match for rules without groups.
-                let Some(secret) = captures.iter().skip(1).flatten().next().or(captures.get(0))
-                else {
-                    continue;
-                };
-                if secret.is_empty() || !plausible(rule, secret.as_str()) {
-                    continue;
+        for (index, spans) in &windows {
+            let (index, rule) = (*index, &self.rules[*index]);
+            for &(start, end) in spans {
+                let input = Input::new(text).span(start..end);
+                for captures in rule.regex.captures_iter(input) {
+                    // The secret is the first group that took part (rules may offer
+                    // alternatives, each with its own group), or the whole match.
+                    let Some(span) = (1..captures.group_len())
+                        .find_map(|group| captures.get_group(group))
+                        .or_else(|| captures.get_match().map(|m| m.span()))
+                    else {
+                        continue;
+                    };
+                    if span.is_empty() || !plausible(rule, &text[span.start..span.end]) {
+                        continue;
+                    }
+                    findings.push((span.start, span.end, index));
                 }
-                findings.push((secret.start(), secret.end(), index));
             }
         }
+        findings.dedup();
         findings.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let mut kept: Vec<(usize, usize, usize)> = Vec::new();
         for finding in findings {
@@ -366,6 +408,27 @@ impl Redactor {
             other => other.clone(),
         }
     }
+}
+
+/// Texts up to this size are searched whole by every candidate rule.
+const WHOLE_TEXT_BYTES: usize = 4096;
+/// How far before its keyword a match may start (names before `=`, schemes before `://`).
+const LOOK_BACK: usize = 256;
+const DEFAULT_REACH: usize = 1024;
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn ceil_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    at
 }
 
 fn plausible(rule: &Rule, secret: &str) -> bool {
@@ -478,11 +541,19 @@ rules:
         let redactor = Redactor::builtin(b"pack-test").unwrap_or_else(|errors| {
             panic!(
                 "{}",
-                errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )
         });
         let families: HashSet<&str> = redactor.specs().map(|s| s.family.as_str()).collect();
-        assert!(redactor.rule_count() >= 150, "{} rules", redactor.rule_count());
+        assert!(
+            redactor.rule_count() >= 150,
+            "{} rules",
+            redactor.rule_count()
+        );
         assert!(families.len() >= 40, "{} families", families.len());
         let mut failures = Vec::new();
         for spec in redactor.specs() {
@@ -504,7 +575,10 @@ rules:
                 }
                 let (redacted, _) = redactor.redact(&example.text);
                 if redacted.contains(&example.secret) {
-                    failures.push(format!("{}: pack leaves the secret in {redacted:?}", spec.id));
+                    failures.push(format!(
+                        "{}: pack leaves the secret in {redacted:?}",
+                        spec.id
+                    ));
                 }
             }
             for negative in &spec.examples.negative {
