@@ -28,12 +28,42 @@ const BODY_KEYS: &[&str] = &[
     "diff",
     "input",
     "edits",
+    "fact",
+    "message",
+    "messages",
+    "instructions",
+];
+
+/// Keys whose values are kept whole up to `MAX_FIELD_CHARS` however long (paths, URLs,
+/// patterns); any other string longer than `MAX_TEXT_CHARS` is treated as a body, because
+/// unknown tools (MCP servers) put file contents and query results in arbitrary fields.
+const KEPT_KEYS: &[&str] = &[
+    "file_path",
+    "path",
+    "paths",
+    "absolute_path",
+    "notebook_path",
+    "directory",
+    "dir_path",
+    "cwd",
+    "url",
+    "urls",
+    "pattern",
+    "glob",
+    "include",
+    "exclude",
+    "query",
+    "description",
+    "tool_name",
+    "server",
 ];
 
 /// Commands are kept whole up to this size; policy needs to see them.
 pub const MAX_COMMAND_CHARS: usize = 64 * 1024;
-/// Any other kept string is capped to this size.
+/// Paths, URLs and patterns are capped to this size.
 pub const MAX_FIELD_CHARS: usize = 4 * 1024;
+/// Other strings longer than this are bodies (stored as summaries).
+pub const MAX_TEXT_CHARS: usize = 1024;
 const MAX_DEPTH: usize = 8;
 const MAX_ITEMS: usize = 256;
 
@@ -45,6 +75,26 @@ pub fn body_summary(text: &str) -> Value {
         "lines": text.lines().count(),
     })
 }
+
+/// A prompt's summary also keeps the URLs in it: Gemini's `web_fetch` takes its URLs inside
+/// the prompt, and which sites an agent was sent to is what a reviewer needs.
+fn prompt_summary(text: &str) -> Value {
+    let mut summary = body_summary(text);
+    let urls: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')'))
+        .filter(|word| word.starts_with("https://") || word.starts_with("http://"))
+        .map(|url| url.trim_end_matches(['.', ',', ';', ':']))
+        .take(MAX_URLS)
+        .collect();
+    if !urls.is_empty() {
+        summary["urls"] = json!(urls);
+    }
+    summary
+}
+
+const MAX_URLS: usize = 32;
+/// Room kept for `…[truncated N bytes]`.
+const TRUNCATION_MARKER_BYTES: usize = 40;
 
 /// Shapes a tool's arguments for storage: bodies summarised, fields capped. Idempotent.
 /// Policy must be evaluated *before* this, on `summarize_bodies`, so caps cannot hide anything.
@@ -67,6 +117,7 @@ pub fn cap_field(text: &str) -> String {
 struct Limits {
     command: usize,
     field: usize,
+    text: usize,
     items: usize,
 }
 
@@ -74,11 +125,13 @@ impl Limits {
     const STORAGE: Limits = Limits {
         command: MAX_COMMAND_CHARS,
         field: MAX_FIELD_CHARS,
+        text: MAX_TEXT_CHARS,
         items: MAX_ITEMS,
     };
     const NONE: Limits = Limits {
         command: usize::MAX,
         field: usize::MAX,
+        text: usize::MAX,
         items: usize::MAX,
     };
 }
@@ -86,9 +139,12 @@ impl Limits {
 fn shape_value(key: Option<&str>, value: &Value, depth: usize, limits: Limits) -> Value {
     match value {
         Value::String(text) => match key {
+            Some("prompt") => prompt_summary(text),
             Some(k) if BODY_KEYS.contains(&k) => body_summary(text),
             Some("command" | "cmd") => Value::String(cap(text, limits.command)),
-            _ => Value::String(cap(text, limits.field)),
+            Some(k) if KEPT_KEYS.contains(&k) => Value::String(cap(text, limits.field)),
+            _ if text.len() > limits.text => body_summary(text),
+            _ => Value::String(text.clone()),
         },
         Value::Array(items) if depth < MAX_DEPTH => {
             let mut shaped: Vec<Value> = items
@@ -124,16 +180,20 @@ fn shape_value(key: Option<&str>, value: &Value, depth: usize, limits: Limits) -
 }
 
 fn is_summary(value: &Value) -> bool {
-    value
-        .as_object()
-        .is_some_and(|o| o.len() == 3 && o.contains_key("sha256") && o.contains_key("bytes"))
+    value.as_object().is_some_and(|o| {
+        (3..=4).contains(&o.len())
+            && o.contains_key("sha256")
+            && o.contains_key("bytes")
+            && o.contains_key("lines")
+    })
 }
 
+/// Cuts `text` so the result, marker included, fits in `max` bytes (so capping is idempotent).
 fn cap(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max;
+    let mut end = max.saturating_sub(TRUNCATION_MARKER_BYTES);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
@@ -161,14 +221,185 @@ mod tests {
     }
 
     #[test]
-    fn long_fields_are_capped() {
-        let shaped = shape_arguments(
-            &json!({"description": "x".repeat(10_000), "command": "y".repeat(100)}),
-        );
+    fn long_fields_are_capped_and_long_unknown_text_is_a_body() {
+        let shaped = shape_arguments(&json!({
+            "description": "x".repeat(10_000),
+            "command": "y".repeat(100),
+            "sql": "select 1;\n".repeat(200),
+        }));
         assert!(shaped["description"]
             .as_str()
             .unwrap()
-            .ends_with("[truncated 5904 bytes]"));
+            .ends_with("[truncated 5944 bytes]"));
+        assert!(shaped["description"].as_str().unwrap().len() <= MAX_FIELD_CHARS);
         assert_eq!(shaped["command"].as_str().unwrap().len(), 100);
+        assert_eq!(shaped["sql"]["bytes"], 2000);
+        assert_eq!(shape_arguments(&shaped), shaped);
+    }
+
+    /// Every supported agent's tools: what a reviewer needs stays, bodies become summaries.
+    /// `kept` fields must come back equal; `bodies` must become `{sha256, bytes, lines}`.
+    #[test]
+    fn each_agents_tools_keep_commands_paths_urls_and_summarise_bodies() {
+        let body = "fn main() {\n    let key = \"BODY-MARKER\";\n}\n";
+        let cases: &[(&str, Value, &[&str], &[&str])] = &[
+            (
+                "claude Bash",
+                json!({"command": "cargo test", "description": "Run tests", "timeout": 60000}),
+                &["command", "description", "timeout"],
+                &[],
+            ),
+            (
+                "claude Read",
+                json!({"file_path": "/p/src/main.rs", "offset": 10, "limit": 50}),
+                &["file_path", "offset", "limit"],
+                &[],
+            ),
+            (
+                "claude Write",
+                json!({"file_path": "/p/src/main.rs", "content": body}),
+                &["file_path"],
+                &["content"],
+            ),
+            (
+                "claude Edit",
+                json!({"file_path": "/p/a.rs", "old_string": body, "new_string": body, "replace_all": false}),
+                &["file_path", "replace_all"],
+                &["old_string", "new_string"],
+            ),
+            (
+                "claude MultiEdit",
+                json!({"file_path": "/p/a.rs", "edits": [{"old_string": body, "new_string": body}]}),
+                &["file_path"],
+                &["edits"],
+            ),
+            (
+                "claude NotebookEdit",
+                json!({"notebook_path": "/p/n.ipynb", "new_source": body, "cell_id": "c1"}),
+                &["notebook_path", "cell_id"],
+                &["new_source"],
+            ),
+            (
+                "claude WebFetch",
+                json!({"url": "https://docs.rs/tokio", "prompt": body}),
+                &["url"],
+                &["prompt"],
+            ),
+            (
+                "claude WebSearch",
+                json!({"query": "tokio mpsc bounded", "allowed_domains": ["docs.rs"]}),
+                &["query", "allowed_domains"],
+                &[],
+            ),
+            (
+                "claude Grep",
+                json!({"pattern": "fn main", "path": "/p", "glob": "*.rs"}),
+                &["pattern", "path", "glob"],
+                &[],
+            ),
+            (
+                "claude Task",
+                json!({"description": "explore", "prompt": body, "subagent_type": "general"}),
+                &["description", "subagent_type"],
+                &["prompt"],
+            ),
+            (
+                "mcp tool",
+                json!({"owner": "acme", "repo": "api", "title": "Bug", "body": body, "files": [{"path": "a.rs", "content": body}]}),
+                &["owner", "repo", "title"],
+                &["body"],
+            ),
+            (
+                "cursor shell",
+                json!({"command": "npm test", "cwd": "/p"}),
+                &["command", "cwd"],
+                &[],
+            ),
+            (
+                "cursor read",
+                json!({"file_path": "/p/.env", "content": body}),
+                &["file_path"],
+                &["content"],
+            ),
+            (
+                "cursor edit",
+                json!({"file_path": "/p/a.ts", "edits": [{"old_string": body, "new_string": body}]}),
+                &["file_path"],
+                &["edits"],
+            ),
+            ("cursor prompt", json!({"prompt": body}), &[], &["prompt"]),
+            (
+                "gemini run_shell_command",
+                json!({"command": "ls -la", "description": "list", "directory": "src"}),
+                &["command", "description", "directory"],
+                &[],
+            ),
+            (
+                "gemini read_file",
+                json!({"absolute_path": "/p/README.md", "offset": 0, "limit": 100}),
+                &["absolute_path", "offset", "limit"],
+                &[],
+            ),
+            (
+                "gemini write_file",
+                json!({"file_path": "/p/a.py", "content": body}),
+                &["file_path"],
+                &["content"],
+            ),
+            (
+                "gemini replace",
+                json!({"file_path": "/p/a.py", "old_string": body, "new_string": body, "expected_replacements": 1}),
+                &["file_path", "expected_replacements"],
+                &["old_string", "new_string"],
+            ),
+            (
+                "gemini web_fetch",
+                json!({"prompt": "Summarise https://example.org/a and https://docs.rs/b."}),
+                &[],
+                &["prompt"],
+            ),
+            (
+                "gemini google_web_search",
+                json!({"query": "rust regex lookaround"}),
+                &["query"],
+                &[],
+            ),
+            ("gemini save_memory", json!({"fact": body}), &[], &["fact"]),
+            (
+                "codex shell",
+                json!({"command": ["bash", "-lc", "cargo build"], "workdir": "/p"}),
+                &["command", "workdir"],
+                &[],
+            ),
+            (
+                "codex apply_patch",
+                json!({"input": "*** Begin Patch\n*** Update File: a.rs\n"}),
+                &[],
+                &["input"],
+            ),
+        ];
+        for (name, input, kept, bodies) in cases {
+            let shaped = shape_arguments(input);
+            for key in *kept {
+                assert_eq!(shaped[key], input[key], "{name}: {key} kept");
+            }
+            for key in *bodies {
+                assert!(
+                    is_summary(&shaped[key]),
+                    "{name}: {key} summarised: {shaped}"
+                );
+            }
+            assert!(
+                !shaped.to_string().contains("BODY-MARKER"),
+                "{name}: {shaped}"
+            );
+            assert_eq!(shape_arguments(&shaped), shaped, "{name}: idempotent");
+        }
+        let fetch = shape_arguments(&cases[19].1);
+        assert_eq!(
+            fetch["prompt"]["urls"],
+            json!(["https://example.org/a", "https://docs.rs/b"]),
+            "a prompt keeps its URLs"
+        );
     }
 }
