@@ -217,6 +217,11 @@ impl Config {
         self.state_dir.join("redaction.key")
     }
 
+    /// Secret half of the key hooks seal spool files to (the public half is in the spool dir).
+    pub fn spool_seal_key_path(&self) -> PathBuf {
+        self.state_dir.join("spool-seal.key")
+    }
+
     pub fn audit_public_key_path(&self) -> PathBuf {
         self.state_dir.join("audit-signing.pub")
     }

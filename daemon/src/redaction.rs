@@ -30,6 +30,22 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// The built-in rules under a random key nobody keeps, for redacting where the device key
+/// cannot be read (a user's CLI while quintd is down): fingerprints from it match nothing.
+pub fn one_off_redactor() -> anyhow::Result<Redactor> {
+    let mut key = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| anyhow::anyhow!("no randomness for a one-off redaction key"))?;
+    Redactor::builtin(&key).map_err(|errors| {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "built-in redaction rules do not compile:\n{}",
+            listed.join("\n")
+        )
+    })
+}
+
 /// Replaces every secret in the event's arguments, target and label values. Returns how many
 /// were found.
 pub fn scrub_event(redactor: &Redactor, event: &mut Event) -> usize {

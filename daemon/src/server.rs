@@ -64,6 +64,8 @@ pub struct Daemon {
     spool_lock: tokio::sync::Mutex<()>,
     own_uid: u32,
     redactor: quint_policy::redact::Redactor,
+    /// Opens the spool files hooks sealed while quintd was down.
+    spool_key: crypto_box::SecretKey,
 }
 
 impl Daemon {
@@ -87,6 +89,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listed.join("\n")
         )
     })?;
+    let spool_key =
+        spool::load_or_create_seal_key(&config.spool_seal_key_path(), &config.spool_dir())
+            .context("publishing the spool key")?;
     let (head_tx, head_rx) = watch::channel(recorder.head().seq);
     let (writer_tx, writer_rx) = mpsc::channel(4096);
     let writer_thread = std::thread::Builder::new()
@@ -137,6 +142,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         spool_lock: tokio::sync::Mutex::new(()),
         own_uid: unsafe { libc::geteuid() },
         redactor,
+        spool_key,
     });
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
 
@@ -508,7 +514,8 @@ impl Daemon {
         for _ in 0..MAX_SPOOL_PASSES {
             let entries = match tokio::task::spawn_blocking({
                 let dir = dir.clone();
-                move || spool::read(&dir, 500)
+                let key = self.spool_key.clone();
+                move || spool::read(&dir, 500, &key)
             })
             .await
             {
@@ -548,7 +555,7 @@ impl Daemon {
             }
             if events.is_empty() {
                 // Only unreadable files this pass: go on only if they all left the spool.
-                if spool::read(&dir, 1)
+                if spool::read(&dir, 1, &self.spool_key)
                     .map(|left| left.is_empty())
                     .unwrap_or(true)
                 {

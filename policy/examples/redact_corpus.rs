@@ -2,6 +2,9 @@
 //! throughput, printing one JSON object (read by `scripts/bench/redaction_compare.py`).
 //!
 //! cargo run --release -p quint-policy --example redact_corpus -- POSITIVES NEGATIVES [REPEAT]
+//!
+//! With `QUINT_RULE_TIMES=1` it also prints the ten rules that cost the most on the corpus
+//! (on stderr), which is where to look when a new rule slows redaction down.
 
 use std::time::Instant;
 
@@ -43,6 +46,9 @@ fn main() {
     }
     let seconds = started.elapsed().as_secs_f64();
     std::hint::black_box(kept);
+    if std::env::var_os("QUINT_RULE_TIMES").is_some() {
+        print_rule_times(&redactor, &texts);
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -62,4 +68,24 @@ fn main() {
             "changed": result.changed,
         })
     );
+}
+
+fn print_rule_times(redactor: &Redactor, texts: &[&str]) {
+    let mut times: Vec<(f64, String)> = redactor
+        .specs()
+        .map(|spec| {
+            let started = Instant::now();
+            for text in texts {
+                std::hint::black_box(redactor.find_with_rule(&spec.id, text));
+            }
+            (started.elapsed().as_secs_f64(), spec.id.clone())
+        })
+        .collect();
+    // Every call also scans for keywords; the cheapest rule shows what that costs.
+    let floor = times.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+    times.iter_mut().for_each(|t| t.0 -= floor);
+    times.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (seconds, id) in times.iter().take(10) {
+        eprintln!("{:>9.3} ms  {id} (beyond the keyword scan)", seconds * 1e3);
+    }
 }

@@ -222,8 +222,28 @@ fn decide(config: &Config, mut event: Event) -> Result<Outcome, String> {
     })
 }
 
+/// Spools the event sealed to quintd. If quintd never published its key (it has never run
+/// here), the event is redacted first with a one-off key: nothing readable is left behind,
+/// at the price of fingerprints that `audit find-secret` cannot match.
 fn spool_event(config: &Config, event: &Event) {
-    if let Err(e) = spool::write(&config.spool_dir(), event) {
+    let dir = config.spool_dir();
+    let seal = spool::published_seal_key(&dir);
+    let mut event = event.clone();
+    if seal.is_none() {
+        eprintln!("quint: quintd has not published a spool key; redacting with a one-off key");
+        match crate::redaction::one_off_redactor() {
+            Ok(redactor) => {
+                crate::redaction::scrub_event(&redactor, &mut event);
+            }
+            Err(e) => {
+                // Never leave the raw event: keep only what identifies the call.
+                eprintln!("quint: {e}; spooling the event without its arguments");
+                event.arguments = serde_json::Value::Null;
+                event.target = None;
+            }
+        }
+    }
+    if let Err(e) = spool::write(&dir, &event, seal.as_ref()) {
         eprintln!(
             "quint: cannot spool the event to {}: {e}",
             config.spool_dir().display()

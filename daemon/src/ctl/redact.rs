@@ -4,8 +4,6 @@
 
 use std::io::Read;
 
-use quint_policy::redact::Redactor;
-
 use super::output::print_json;
 use crate::client::DaemonClient;
 use crate::config::Config;
@@ -22,15 +20,10 @@ pub fn run(config: &Config, json: bool) -> i32 {
         Ok(reply) => reply,
         Err(e) => {
             eprintln!("quintctl: {e}; redacting locally with a one-off key (fingerprints are not this device's)");
-            let mut key = [0u8; 32];
-            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key).is_err() {
-                eprintln!("quintctl: no randomness available");
-                return 2;
-            }
-            let redactor = match Redactor::builtin(&key) {
+            let redactor = match crate::redaction::one_off_redactor() {
                 Ok(redactor) => redactor,
-                Err(errors) => {
-                    errors.iter().for_each(|e| eprintln!("{e}"));
+                Err(e) => {
+                    eprintln!("quintctl: {e}");
                     return 2;
                 }
             };

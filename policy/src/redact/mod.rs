@@ -52,6 +52,10 @@ pub struct RuleSpec {
     /// PEM keys need more. Large texts are only searched near keywords.
     #[serde(default)]
     pub reach: Option<usize>,
+    /// The candidate is an encoding of other text: it counts only if the decoded text holds a
+    /// secret that another rule finds (a Kubernetes Secret's `data:` values, env blobs).
+    #[serde(default)]
+    pub decode: Option<Encoding>,
     #[serde(default)]
     pub examples: Examples,
 }
@@ -70,6 +74,12 @@ pub struct Examples {
 pub struct PositiveExample {
     pub text: String,
     pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Base64,
 }
 
 /// A problem in a redaction rule file.
@@ -254,17 +264,18 @@ impl Redactor {
 
     /// Secrets in `text`, in order, not overlapping (the longer of two overlapping wins).
     pub fn find(&self, text: &str) -> Vec<Finding> {
-        self.find_with(text, None)
+        self.find_with(text, None, 0)
     }
 
     /// What one rule alone finds in `text` (its keywords still gate it), so a rule's
     /// examples test that rule and not whichever rule happens to win an overlap.
     pub fn find_with_rule(&self, rule_id: &str, text: &str) -> Option<Vec<Finding>> {
         let index = self.rules.iter().position(|r| r.spec.id == rule_id)?;
-        Some(self.find_with(text, Some(index)))
+        Some(self.find_with(text, Some(index), 0))
     }
 
-    fn find_with(&self, text: &str, only: Option<usize>) -> Vec<Finding> {
+    /// `depth` > 0 when searching text decoded from a candidate (decoding does not nest).
+    fn find_with(&self, text: &str, only: Option<usize>, depth: usize) -> Vec<Finding> {
         // Per candidate rule, the spans to search: the whole text when it is small, otherwise
         // windows around the keyword hits, so a rule whose keyword is common costs little.
         let windowed = text.len() > WHOLE_TEXT_BYTES;
@@ -319,7 +330,11 @@ impl Redactor {
                     else {
                         continue;
                     };
-                    if span.is_empty() || !plausible(rule, &text[span.start..span.end]) {
+                    let secret = &text[span.start..span.end];
+                    if span.is_empty()
+                        || !plausible(rule, secret)
+                        || !self.decodes_to_secret(rule, secret, depth)
+                    {
                         continue;
                     }
                     findings.push((span.start, span.end, index));
@@ -347,6 +362,24 @@ impl Redactor {
                 fingerprint: self.fingerprint(&text[start..end]),
             })
             .collect()
+    }
+
+    fn decodes_to_secret(&self, rule: &Rule, candidate: &str, depth: usize) -> bool {
+        use base64::Engine;
+        let Some(Encoding::Base64) = rule.spec.decode else {
+            return true;
+        };
+        if depth > 0 {
+            return false;
+        }
+        let engine = &base64::engine::general_purpose::STANDARD_NO_PAD;
+        let Ok(bytes) = engine.decode(candidate.trim_end_matches('=')) else {
+            return false;
+        };
+        match String::from_utf8(bytes) {
+            Ok(decoded) => !self.find_with(&decoded, None, depth + 1).is_empty(),
+            Err(_) => false,
+        }
     }
 
     /// The text with every secret replaced, and what was found.
