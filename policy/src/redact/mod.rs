@@ -56,6 +56,10 @@ pub struct RuleSpec {
     /// secret that another rule finds (a Kubernetes Secret's `data:` values, env blobs).
     #[serde(default)]
     pub decode: Option<Encoding>,
+    /// Recognises secrets by where they appear (names, flags, headers), not by a provider's
+    /// format; a provider rule wins when both find the same secret.
+    #[serde(default)]
+    pub generic: bool,
     #[serde(default)]
     pub examples: Examples,
 }
@@ -342,7 +346,14 @@ impl Redactor {
             }
         }
         findings.dedup();
-        findings.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        // By start, longer first, and a provider rule before a generic one on the same span,
+        // so the marker names the provider ("github-pat", not "secret-assignment").
+        let generic = |index: usize| self.rules[index].spec.generic;
+        findings.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(b.1.cmp(&a.1))
+                .then(generic(a.2).cmp(&generic(b.2)))
+        });
         let mut kept: Vec<(usize, usize, usize)> = Vec::new();
         for finding in findings {
             match kept.last_mut() {
@@ -626,6 +637,37 @@ rules:
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// Large texts are searched only near keyword hits; secrets anywhere in them, including
+    /// blocks longer than the default reach, must still be found whole.
+    #[test]
+    fn large_texts_are_searched_near_keywords_without_losing_secrets() {
+        let redactor = Redactor::builtin(b"window test").unwrap();
+        let token = checksum::with_checksum("ghp_", "Zq7Rb4b1jhK7OCy7hb4JFEJSd4YeSS");
+        let body: String = (0..60)
+            .map(|n| format!("{:064}\n", n * 7919).replace('0', "A"))
+            .collect();
+        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{body}-----END RSA PRIVATE KEY-----");
+        let filler = "let value = compute(input, 42); // ordinary code line\n".repeat(4000);
+        let text = format!("{filler}export GITHUB_TOKEN={token}\n{filler}{pem}\n{filler}");
+        assert!(text.len() > 400_000);
+        let (redacted, findings) = redactor.redact(&text);
+        let rules: Vec<&str> = findings.iter().map(|f| f.rule_id.as_str()).collect();
+        assert_eq!(rules, ["github-pat", "private-key-block"], "{findings:?}");
+        assert!(!redacted.contains(&token));
+        assert!(
+            !redacted.contains(&body[..64]),
+            "the whole 3.9 KB block is gone"
+        );
+        assert_eq!(
+            redacted.len(),
+            text.len() - token.len() - pem.len()
+                + findings
+                    .iter()
+                    .map(|f| format!("[REDACTED:{}:{}]", f.rule_id, f.fingerprint).len())
+                    .sum::<usize>()
+        );
     }
 
     #[test]
