@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use quint_policy::redact::Redactor;
+use quint_policy::shape::{cap_field, shape_arguments};
 use quint_policy::Event;
 use ring::rand::SecureRandom;
 
@@ -46,8 +47,16 @@ pub fn one_off_redactor() -> anyhow::Result<Redactor> {
     })
 }
 
-/// Replaces every secret in the event's arguments, target and label values. Returns how many
-/// were found.
+/// The one gate every event passes before the writer: arguments shaped for storage, the target
+/// capped, then every kept string scrubbed. Returns how many secrets were replaced.
+pub fn prepare_for_storage(redactor: &Redactor, event: &mut Event) -> usize {
+    event.arguments = shape_arguments(&event.arguments);
+    event.target = event.target.as_deref().map(cap_field);
+    scrub_event(redactor, event)
+}
+
+/// Replaces every secret in the event's strings that came from the client: arguments, target,
+/// session id, tool name, platform, and label keys and values. Returns how many were found.
 pub fn scrub_event(redactor: &Redactor, event: &mut Event) -> usize {
     let mut found = 0;
     let mut scrub = |text: &str| {
@@ -58,9 +67,15 @@ pub fn scrub_event(redactor: &Redactor, event: &mut Event) -> usize {
     if let Some(target) = &event.target {
         event.target = Some(scrub(target));
     }
-    for value in event.labels.values_mut() {
-        *value = scrub(value);
+    if let Some(tool) = &event.tool_name {
+        event.tool_name = Some(scrub(tool));
     }
+    event.session_id = scrub(&event.session_id);
+    event.platform = scrub(&event.platform);
+    event.labels = std::mem::take(&mut event.labels)
+        .into_iter()
+        .map(|(key, value)| (scrub(&key), scrub(&value)))
+        .collect();
     let (arguments, in_arguments) = redactor.redact_json(&event.arguments);
     event.arguments = arguments;
     found + in_arguments
@@ -102,7 +117,8 @@ rules:
         event.target = Some(format!("curl -H 'X: {secret}' https://x.example"));
         event.arguments = serde_json::json!({"command": format!("curl -H 'X: {secret}'"), "nested": [{"v": secret}]});
         event.labels.insert("cwd".into(), format!("/tmp/{secret}"));
-        assert_eq!(scrub_event(&redactor, &mut event), 4);
+        event.session_id = format!("session-{secret}");
+        assert_eq!(scrub_event(&redactor, &mut event), 5);
         let stored = serde_json::to_string(&event).unwrap();
         assert!(!stored.contains(secret), "{stored}");
         assert!(stored.contains(&format!(

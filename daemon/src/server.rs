@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use quint_policy::shape::{cap_field, shape_arguments, summarize_bodies};
+use quint_policy::shape::summarize_bodies;
 use quint_policy::{Event, PolicyError, SCHEMA_VERSION};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -211,6 +211,17 @@ fn prepare_directories(config: &Config) -> anyhow::Result<()> {
     set_mode(&config.state_dir, 0o755)?;
     let spool = config.spool_dir();
     std::fs::create_dir_all(&spool)?;
+    // Hooks trust the spool key only if the dir's owner wrote it: a dir someone else made
+    // first would let them publish a key of their own.
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&spool)?.uid();
+    let me = unsafe { libc::geteuid() };
+    if owner != me {
+        anyhow::bail!(
+            "{} belongs to uid {owner}, not to quintd (uid {me}); remove it and start again",
+            spool.display()
+        );
+    }
     set_mode(&spool, 0o1733)?;
     std::fs::create_dir_all(config.spool_rejected_dir())?;
     set_mode(&config.spool_rejected_dir(), 0o700)?;
@@ -345,10 +356,8 @@ impl Daemon {
         event.arguments = summarize_bodies(&event.arguments);
         let verdict = self.current_policy().policy.evaluate(&event);
         verdict.apply_to(&mut event);
-        event.arguments = shape_arguments(&event.arguments);
-        event.target = event.target.as_deref().map(cap_field);
         // Nothing leaves this function for the writer with a secret in it.
-        crate::redaction::scrub_event(&self.redactor, &mut event);
+        crate::redaction::prepare_for_storage(&self.redactor, &mut event);
         let event_id = event.event_id.to_string();
         if verdict.decision > quint_policy::Decision::Allow {
             tracing::info!(%event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
@@ -369,8 +378,7 @@ impl Daemon {
     /// The hook blocked input it could not read; the record says so, whatever the client claims.
     async fn record_refusal(&self, mut event: Event, peer: Peer) -> Reply {
         peer.label(&mut event, self.own_uid);
-        event.arguments = shape_arguments(&event.arguments);
-        crate::redaction::scrub_event(&self.redactor, &mut event);
+        crate::redaction::prepare_for_storage(&self.redactor, &mut event);
         event.decision = quint_policy::Decision::Deny;
         event.rule_ids = vec![MALFORMED_INPUT_RULE.into()];
         event.risk_score = 50;
@@ -535,8 +543,7 @@ impl Daemon {
                         event
                             .labels
                             .insert("peer_uid".into(), entry.owner_uid.to_string());
-                        event.arguments = shape_arguments(&event.arguments);
-                        crate::redaction::scrub_event(&self.redactor, &mut event);
+                        crate::redaction::prepare_for_storage(&self.redactor, &mut event);
                         events.push(event);
                         paths.push(entry.path);
                     }

@@ -193,7 +193,13 @@ impl Redactor {
                         continue;
                     }
                 };
-                let reject = match spec.reject.as_deref().map(Regex::new).transpose() {
+                // Anchored here, so a reject pattern always means "the whole candidate is …".
+                let reject = match spec
+                    .reject
+                    .as_deref()
+                    .map(|r| Regex::new(&format!("^(?:{r})$")))
+                    .transpose()
+                {
                     Ok(reject) => reject,
                     Err(e) => {
                         errors.push(error(format!("invalid reject regex: {e}")));
@@ -355,12 +361,15 @@ impl Redactor {
                 .then(generic(a.2).cmp(&generic(b.2)))
         });
         let mut kept: Vec<(usize, usize, usize)> = Vec::new();
+        // Overlapping findings become one: their union (so no part of either stays in clear),
+        // named after the longer.
         for finding in findings {
             match kept.last_mut() {
                 Some(last) if finding.0 < last.1 => {
                     if finding.1 - finding.0 > last.1 - last.0 {
-                        *last = finding;
+                        last.2 = finding.2;
                     }
+                    last.1 = last.1.max(finding.1);
                 }
                 _ => kept.push(finding),
             }
@@ -668,6 +677,29 @@ rules:
                     .map(|f| format!("[REDACTED:{}:{}]", f.rule_id, f.fingerprint).len())
                     .sum::<usize>()
         );
+    }
+
+    #[test]
+    fn overlapping_findings_are_redacted_as_their_union() {
+        let rules = r#"
+rules:
+  - id: left
+    family: t
+    description: d
+    keywords: ["lefttok"]
+    regex: '(lefttok[0-9]{6})'
+  - id: right-longer
+    family: t
+    description: d
+    keywords: ["rt"]
+    regex: '([0-9]{4}rt[A-Z]{8})'
+"#;
+        let redactor = Redactor::compile(&[("t.yaml", rules)], b"k").unwrap();
+        let (redacted, findings) = redactor.redact("x lefttok123456rtABCDEFGH y");
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].rule_id, "right-longer");
+        assert!(redacted.starts_with("x [REDACTED:right-longer:") && redacted.ends_with("] y"));
+        assert!(!redacted.contains("lefttok") && !redacted.contains("ABCDEFGH"));
     }
 
     #[test]
