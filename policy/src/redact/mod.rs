@@ -83,7 +83,11 @@ pub struct PositiveExample {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
+    /// Base64 whose decoded text holds a secret another rule finds.
     Base64,
+    /// Base64 of `user:password` (HTTP Basic credentials).
+    #[serde(rename = "basic-auth")]
+    BasicAuth,
 }
 
 /// A problem in a redaction rule file.
@@ -386,19 +390,24 @@ impl Redactor {
 
     fn decodes_to_secret(&self, rule: &Rule, candidate: &str, depth: usize) -> bool {
         use base64::Engine;
-        let Some(Encoding::Base64) = rule.spec.decode else {
+        let Some(encoding) = rule.spec.decode else {
             return true;
         };
         if depth > 0 {
             return false;
         }
         let engine = &base64::engine::general_purpose::STANDARD_NO_PAD;
-        let Ok(bytes) = engine.decode(candidate.trim_end_matches('=')) else {
+        let Ok(Ok(decoded)) = engine
+            .decode(candidate.trim_end_matches('='))
+            .map(String::from_utf8)
+        else {
             return false;
         };
-        match String::from_utf8(bytes) {
-            Ok(decoded) => !self.find_with(&decoded, None, depth + 1).is_empty(),
-            Err(_) => false,
+        match encoding {
+            Encoding::Base64 => !self.find_with(&decoded, None, depth + 1).is_empty(),
+            Encoding::BasicAuth => decoded.split_once(':').is_some_and(|(user, password)| {
+                !user.is_empty() && !password.is_empty() && !decoded.chars().any(char::is_control)
+            }),
         }
     }
 
