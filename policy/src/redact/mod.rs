@@ -711,6 +711,37 @@ rules:
         assert!(!redacted.contains("lefttok") && !redacted.contains("ABCDEFGH"));
     }
 
+    /// The hard negatives the issue names, each in a context that mentions secrets.
+    #[test]
+    fn hard_negatives_come_back_unchanged() {
+        let redactor = Redactor::builtin(b"negatives").unwrap();
+        let png = format!(
+            "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk{}",
+            "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+        );
+        let negatives = [
+            "git checkout 4f8c2b1d9e7a6f5c3b2a1d0e9f8c7b6a5d4e3f2a  # token rotation commit",
+            "secret_id = 123e4567-e89b-12d3-a456-426614174000",
+            "sha256sum token.tar.gz\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  token.tar.gz",
+            "sha512: cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
+            r#""integrity": "sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==""#,
+            &png,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl deploy@ci # public key",
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ7k2Vn9xR4tLpZ8mYc3HsJ6dFg1NaEwDQYJKoZIhvcNAQEL\n-----END CERTIFICATE-----",
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEabcdefghijklmnopqrstuvwxyz012345\n-----END PUBLIC KEY-----",
+            "api_key: YOUR_API_KEY",
+            "Authorization: Bearer ${TOKEN}",
+            "export GITHUB_TOKEN=${{ secrets.GITHUB_TOKEN }}",
+            "password = os.environ[\"DB_PASSWORD\"]",
+            "cat ~/.ssh/id_rsa",
+            "chmod 600 ~/.aws/credentials ~/.ssh/id_ed25519",
+        ];
+        for text in negatives {
+            let (redacted, findings) = redactor.redact(text);
+            assert_eq!(redacted, text, "{findings:?}");
+        }
+    }
+
     #[test]
     fn bad_rules_are_reported_with_file_and_id() {
         let bad = "rules:\n  - id: x\n    family: f\n    description: d\n    keywords: [X]\n    regex: 'a'\n";
