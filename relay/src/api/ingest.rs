@@ -1,0 +1,233 @@
+//! `POST /v1/ingest`: a device's batch of events. Each event is validated on its own; the
+//! valid ones are written in one tenant-scoped transaction (one statement per table), with the
+//! tenant and device taken from the token, never from the event.
+
+use std::collections::HashSet;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use quint_policy::{Decision, Event};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::DeviceToken;
+use crate::db::tenant_transaction;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const MAX_EVENTS: usize = 500;
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct IngestReply {
+    pub accepted: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rejected {
+    pub event_id: Option<String>,
+    pub error: String,
+}
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    device: DeviceToken,
+    body: Bytes,
+) -> Result<Json<IngestReply>, ApiError> {
+    let batch: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let items = batch
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_request("expected {\"events\": [...]}"))?;
+    if items.len() > MAX_EVENTS {
+        return Err(ApiError::too_large(format!(
+            "{} events in one batch; at most {MAX_EVENTS}",
+            items.len()
+        )));
+    }
+    let (events, rejected) = validate(items, &device);
+    write(&state, &device, &events).await?;
+    Ok(Json(IngestReply {
+        accepted: events.len(),
+        rejected,
+    }))
+}
+
+/// Splits a batch into events to store (tenant and device stamped) and rejections.
+fn validate(items: &[Value], device: &DeviceToken) -> (Vec<Event>, Vec<Rejected>) {
+    let mut seen = HashSet::new();
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for item in items {
+        let event_id = item
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let reject = |error: String| Rejected {
+            event_id: event_id.clone(),
+            error,
+        };
+        let bytes = serde_json::to_vec(item).unwrap_or_default();
+        match Event::from_json(&bytes) {
+            Ok(mut event) => {
+                if !seen.insert(event.event_id) {
+                    rejected.push(reject("duplicate event_id in this batch".into()));
+                    continue;
+                }
+                event.tenant_id = Some(device.tenant_id);
+                event.device_id = Some(device.device_id);
+                events.push(event);
+            }
+            Err(e) => rejected.push(reject(e.to_string())),
+        }
+    }
+    (events, rejected)
+}
+
+async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Result<(), ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = tenant_transaction(&mut client, device.tenant_id).await?;
+    tx.execute(
+        "UPDATE devices SET last_seen_at = now() WHERE device_id = $1",
+        &[&device.device_id],
+    )
+    .await?;
+    if events.is_empty() {
+        tx.commit().await?;
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(events.len());
+    let mut timestamps = Vec::with_capacity(events.len());
+    let mut sessions = Vec::with_capacity(events.len());
+    let mut platforms = Vec::with_capacity(events.len());
+    let mut sources = Vec::with_capacity(events.len());
+    let mut action_types = Vec::with_capacity(events.len());
+    let mut tools: Vec<Option<String>> = Vec::with_capacity(events.len());
+    let mut targets: Vec<Option<String>> = Vec::with_capacity(events.len());
+    let mut decisions = Vec::with_capacity(events.len());
+    let mut rules = Vec::with_capacity(events.len());
+    let mut risks = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for event in events {
+        ids.push(event.event_id);
+        timestamps.push(event.timestamp);
+        sessions.push(event.session_id.clone());
+        platforms.push(event.platform.clone());
+        sources.push(event.source.as_str().to_string());
+        action_types.push(event.action_type.as_str().to_string());
+        tools.push(event.tool_name.clone());
+        targets.push(event.target.clone());
+        decisions.push(event.decision.as_str().to_string());
+        rules.push(serde_json::json!(event.rule_ids));
+        risks.push(i16::from(event.risk_score));
+        payloads.push(serde_json::to_value(event).unwrap_or(Value::Null));
+    }
+    let tenant = device.tenant_id;
+    let device_id = device.device_id;
+    // One statement for the batch; a replayed event (same id and timestamp) is a no-op.
+    let inserted = tx
+        .query(
+            "INSERT INTO actions (tenant_id, event_id, ts, device_id, session_id, platform, source,
+                                  action_type, tool_name, target, decision, rule_ids, risk_score, payload)
+             SELECT $1, e.id, e.ts, $2, e.session, e.platform, e.source, e.action_type, e.tool,
+                    e.target, e.decision, ARRAY(SELECT jsonb_array_elements_text(e.rules)),
+                    e.risk, e.payload
+             FROM UNNEST($3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[],
+                         $13::int2[], $14::jsonb[])
+                  AS e(id, ts, session, platform, source, action_type, tool, target, decision,
+                       rules, risk, payload)
+             ON CONFLICT DO NOTHING
+             RETURNING event_id",
+            &[
+                &tenant, &device_id, &ids, &timestamps, &sessions, &platforms, &sources,
+                &action_types, &tools, &targets, &decisions, &rules, &risks, &payloads,
+            ],
+        )
+        .await?;
+    let new: HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();
+    let fresh: Vec<&Event> = events
+        .iter()
+        .filter(|e| new.contains(&e.event_id))
+        .collect();
+    if !fresh.is_empty() {
+        upsert_sessions_agents_alerts(&tx, tenant, device_id, &fresh).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sessions and agents count newly stored actions; denials and alerts open an alert each.
+async fn upsert_sessions_agents_alerts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: Uuid,
+    device_id: Uuid,
+    fresh: &[&Event],
+) -> Result<(), ApiError> {
+    let sessions: Vec<String> = fresh.iter().map(|e| e.session_id.clone()).collect();
+    let platforms: Vec<String> = fresh.iter().map(|e| e.platform.clone()).collect();
+    let timestamps: Vec<chrono::DateTime<chrono::Utc>> =
+        fresh.iter().map(|e| e.timestamp).collect();
+    let denied: Vec<i64> = fresh
+        .iter()
+        .map(|e| i64::from(e.decision == Decision::Deny))
+        .collect();
+    tx.execute(
+        "INSERT INTO sessions (tenant_id, device_id, session_id, platform, started_at, last_seen_at, actions, denied)
+         SELECT $1, $2, session, min(platform), min(ts), max(ts), count(*), sum(denied)
+         FROM UNNEST($3::text[], $4::text[], $5::timestamptz[], $6::int8[]) AS e(session, platform, ts, denied)
+         GROUP BY session
+         ON CONFLICT (tenant_id, device_id, session_id) DO UPDATE SET
+             started_at = least(sessions.started_at, excluded.started_at),
+             last_seen_at = greatest(sessions.last_seen_at, excluded.last_seen_at),
+             actions = sessions.actions + excluded.actions,
+             denied = sessions.denied + excluded.denied",
+        &[&tenant, &device_id, &sessions, &platforms, &timestamps, &denied],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO agents (tenant_id, device_id, platform, first_seen_at, last_seen_at, actions)
+         SELECT $1, $2, platform, min(ts), max(ts), count(*)
+         FROM UNNEST($3::text[], $4::timestamptz[]) AS e(platform, ts)
+         GROUP BY platform
+         ON CONFLICT (tenant_id, device_id, platform) DO UPDATE SET
+             first_seen_at = least(agents.first_seen_at, excluded.first_seen_at),
+             last_seen_at = greatest(agents.last_seen_at, excluded.last_seen_at),
+             actions = agents.actions + excluded.actions",
+        &[&tenant, &device_id, &platforms, &timestamps],
+    )
+    .await?;
+    let alerting: Vec<&&Event> = fresh
+        .iter()
+        .filter(|e| matches!(e.decision, Decision::Deny | Decision::Alert))
+        .collect();
+    if !alerting.is_empty() {
+        let alert_ids: Vec<Uuid> = alerting.iter().map(|_| Uuid::now_v7()).collect();
+        let event_ids: Vec<Uuid> = alerting.iter().map(|e| e.event_id).collect();
+        let ts: Vec<chrono::DateTime<chrono::Utc>> = alerting.iter().map(|e| e.timestamp).collect();
+        let sessions: Vec<String> = alerting.iter().map(|e| e.session_id.clone()).collect();
+        let decisions: Vec<String> = alerting
+            .iter()
+            .map(|e| e.decision.as_str().to_string())
+            .collect();
+        let rules: Vec<Value> = alerting
+            .iter()
+            .map(|e| serde_json::json!(e.rule_ids))
+            .collect();
+        tx.execute(
+            "INSERT INTO alerts (tenant_id, alert_id, event_id, ts, device_id, session_id, decision, rule_ids)
+             SELECT $1, a.alert_id, a.event_id, a.ts, $2, a.session, a.decision,
+                    ARRAY(SELECT jsonb_array_elements_text(a.rules))
+             FROM UNNEST($3::uuid[], $4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::jsonb[])
+                  AS a(alert_id, event_id, ts, session, decision, rules)
+             ON CONFLICT (tenant_id, event_id) DO NOTHING",
+            &[&tenant, &device_id, &alert_ids, &event_ids, &ts, &sessions, &decisions, &rules],
+        )
+        .await?;
+    }
+    Ok(())
+}

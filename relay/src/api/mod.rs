@@ -1,0 +1,64 @@
+//! The HTTP API: thin handlers over the database, state passed explicitly, one error type.
+
+pub mod enroll;
+pub mod ingest;
+pub mod tenant;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/enroll", post(enroll::enroll))
+        .route("/v1/ingest", post(ingest::ingest))
+        .route("/v1/devices", get(tenant::list_devices))
+        .route("/v1/devices/{id}", delete(tenant::revoke_device))
+        .route(
+            "/v1/deploy-tokens",
+            post(tenant::create_deploy_token).get(tenant::list_deploy_tokens),
+        )
+        .route(
+            "/v1/deploy-tokens/{id}",
+            delete(tenant::revoke_deploy_token),
+        )
+        .route("/v1/actions", get(tenant::list_actions))
+        .route("/v1/sessions", get(tenant::list_sessions))
+        .route("/v1/agents", get(tenant::list_agents))
+        .route("/v1/alerts", get(tenant::list_alerts))
+        .route("/v1/alerts/{id}", patch(tenant::update_alert))
+        .fallback(not_found)
+        // The limit applies to the decompressed body, so a gzip bomb stops at 10 MB too.
+        .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
+        .layer(RequestDecompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let client = state.pool.get().await?;
+    client.query_one("SELECT 1", &[]).await?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("endpoint")
+}

@@ -1,0 +1,83 @@
+//! Extractors that authenticate a request and name its tenant. A token is checked for shape
+//! and checksum first (no database work for garbage), then looked up by hash through the
+//! narrow SECURITY DEFINER functions, the only way to read token tables before the tenant is
+//! known.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::tokens::{self, Kind};
+
+/// A request made with a tenant API key (`qk_…`).
+pub struct TenantKey {
+    pub tenant_id: Uuid,
+}
+
+/// A request made by an enrolled device (`qdv_…`).
+pub struct DeviceToken {
+    pub tenant_id: Uuid,
+    pub device_id: Uuid,
+}
+
+fn bearer(parts: &Parts, kind: Kind) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| ApiError::unauthorized("Authorization must be `Bearer <token>`"))?
+        .trim();
+    if !tokens::well_formed(kind, token) {
+        return Err(ApiError::unauthorized(format!(
+            "not a valid {} token",
+            kind.prefix()
+        )));
+    }
+    Ok(token)
+}
+
+impl FromRequestParts<AppState> for TenantKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts, Kind::ApiKey)?;
+        let client = state.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT tenant_id FROM quint_auth_api_key($1)",
+                &[&tokens::hash(token)],
+            )
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        Ok(TenantKey {
+            tenant_id: row.get(0),
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for DeviceToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts, Kind::Device)?;
+        let client = state.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT tenant_id, device_id FROM quint_auth_device($1)",
+                &[&tokens::hash(token)],
+            )
+            .await?
+            .ok_or_else(|| {
+                ApiError::unauthorized("unknown or revoked device token; enroll again")
+            })?;
+        Ok(DeviceToken {
+            tenant_id: row.get(0),
+            device_id: row.get(1),
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! quint-relay: the cloud side of Quint. `migrate` and `admin`/`maintain` run as the database
+//! owner; `serve` runs as a login role in `quint_app` and refuses anything more powerful.
+
+mod admin;
+mod api;
+mod auth;
+mod db;
+mod error;
+mod migrate;
+mod state;
+mod tokens;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "quint-relay", version, about = "Quint's multi-tenant relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or update the schema (idempotent). Run as the owner role.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Serve the API. Run as a login role IN ROLE quint_app.
+    Serve {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, env = "QUINT_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Database connections in the pool.
+        #[arg(long, default_value_t = 16)]
+        pool_size: usize,
+    },
+    /// Tenant administration (owner role).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Create action partitions ahead and drop those past retention (owner role).
+    Maintain {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 13)]
+        retention_months: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints its id and first API key (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn connect(database_url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to the database")?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::error!(%error, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUINT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run(Cli::parse()).await {
+        eprintln!("quint-relay: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Migrate { database_url } => {
+            let mut client = connect(&database_url).await?;
+            let applied = migrate::migrate(&mut client).await?;
+            let created = admin::ensure_partitions(&client).await?;
+            if applied.is_empty() {
+                println!("schema up to date");
+            } else {
+                println!("applied {}", applied.join(", "));
+            }
+            println!("{created} action partition(s) created");
+        }
+        Command::Serve {
+            database_url,
+            listen,
+            pool_size,
+        } => serve(&database_url, &listen, pool_size).await?,
+        Command::Admin {
+            command: AdminCommand::Tenant { command },
+        } => match command {
+            TenantCommand::Create {
+                name,
+                database_url,
+                json,
+            } => {
+                let mut client = connect(&database_url).await?;
+                let tenant = admin::create_tenant(&mut client, &name).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"tenant_id": tenant.tenant_id, "api_key": tenant.api_key})
+                    );
+                } else {
+                    println!("tenant   {} ({})", tenant.tenant_id, tenant.name);
+                    println!("api key  {}  (shown once; store it now)", tenant.api_key);
+                }
+            }
+            TenantCommand::List { database_url, json } => {
+                let client = connect(&database_url).await?;
+                let tenants = admin::list_tenants(&client).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&tenants)?);
+                } else {
+                    for t in tenants {
+                        println!(
+                            "{}  {}  {}{}",
+                            t.tenant_id,
+                            t.created_at.format("%Y-%m-%d"),
+                            t.name,
+                            if t.deleted { "  (deleted)" } else { "" }
+                        );
+                    }
+                }
+            }
+        },
+        Command::Maintain {
+            database_url,
+            retention_months,
+        } => {
+            let client = connect(&database_url).await?;
+            let (created, dropped) = admin::maintain(&client, retention_months).await?;
+            println!(
+                "{created} partition(s) created, {} dropped{}",
+                dropped.len(),
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", dropped.join(", "))
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn serve(database_url: &str, listen: &str, pool_size: usize) -> anyhow::Result<()> {
+    let pool = db::pool(database_url, pool_size)?;
+    {
+        let client = pool.get().await.context("connecting to the database")?;
+        db::check_service_role(&client).await?;
+        // Partitions for this month and the next ones exist before the first ingest.
+        client
+            .query_one("SELECT quint_ensure_partitions(0, 3)", &[])
+            .await
+            .context("creating action partitions")?;
+    }
+    let app = api::router(state::AppState { pool });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "quint-relay serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("quint-relay stopped");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C: stop accepting, finish what is in flight.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
