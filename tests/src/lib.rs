@@ -4,6 +4,8 @@
 //! Binaries come from the workspace target dir (`scripts/test.sh` builds them first), or from
 //! `QUINT_BIN_DIR`.
 
+pub mod relay;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
