@@ -81,3 +81,24 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// A request body, with axum's rejections (too large, unreadable) turned into `ApiError`s so
+/// every failure answers in the same JSON shape.
+pub struct Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                ApiError::too_large("the request body is larger than 10 MB (after decompression)"),
+            ),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "cannot read the request body: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}

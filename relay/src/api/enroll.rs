@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::tenant_transaction;
-use crate::error::ApiError;
+use crate::error::{ApiError, Body};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
 
@@ -40,7 +40,7 @@ const MAX_FIELD: usize = 256;
 
 pub async fn enroll(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<EnrollReply>), ApiError> {
     let request: EnrollRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid enrollment request: {e}")))?;

@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use quint_policy::{Decision, Event};
@@ -14,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::DeviceToken;
 use crate::db::tenant_transaction;
-use crate::error::ApiError;
+use crate::error::{ApiError, Body};
 use crate::state::AppState;
 
 pub const MAX_EVENTS: usize = 500;
@@ -35,7 +34,7 @@ pub struct Rejected {
 pub async fn ingest(
     State(state): State<AppState>,
     device: DeviceToken,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<IngestReply>, ApiError> {
     let batch: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;

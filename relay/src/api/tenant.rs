@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::TenantKey;
 use crate::db::tenant_transaction;
-use crate::error::ApiError;
+use crate::error::{ApiError, Body};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
 
@@ -150,7 +150,7 @@ pub struct NewDeployToken {
 pub async fn create_deploy_token(
     State(state): State<AppState>,
     key: TenantKey,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: NewDeployToken = if body.is_empty() {
         NewDeployToken {
@@ -389,7 +389,7 @@ pub async fn update_alert(
     State(state): State<AppState>,
     key: TenantKey,
     Path(alert_id): Path<Uuid>,
-    body: axum::body::Bytes,
+    Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let change: AlertChange = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"status\": …}}: {e}")))?;
