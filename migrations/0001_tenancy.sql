@@ -8,14 +8,18 @@
 --   quint_auth  NOLOGIN; owns the SECURITY DEFINER functions that look tokens up before the
 --               tenant is known. It has a read policy on the token tables and nothing else.
 
+-- Roles are cluster-wide while migrations lock per database: two databases migrated at the
+-- same time may both try to create them, so "already exists" is fine.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'quint_app') THEN
+    BEGIN
         CREATE ROLE quint_app NOLOGIN NOSUPERUSER NOBYPASSRLS;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'quint_auth') THEN
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
+    BEGIN
         CREATE ROLE quint_auth NOLOGIN NOSUPERUSER NOBYPASSRLS;
-    END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
 END
 $$;
 
