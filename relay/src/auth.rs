@@ -81,3 +81,39 @@ impl FromRequestParts<AppState> for DeviceToken {
         })
     }
 }
+
+/// Either kind of caller, for the endpoints both a tenant and its devices read.
+pub enum Caller {
+    Tenant(TenantKey),
+    Device(DeviceToken),
+}
+
+impl Caller {
+    pub fn tenant_id(&self) -> Uuid {
+        match self {
+            Caller::Tenant(key) => key.tenant_id,
+            Caller::Device(device) => device.tenant_id,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let is_device = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(&format!("Bearer {}", Kind::Device.prefix())));
+        if is_device {
+            Ok(Caller::Device(
+                DeviceToken::from_request_parts(parts, state).await?,
+            ))
+        } else {
+            Ok(Caller::Tenant(
+                TenantKey::from_request_parts(parts, state).await?,
+            ))
+        }
+    }
+}

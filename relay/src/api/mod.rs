@@ -2,6 +2,7 @@
 
 pub mod enroll;
 pub mod ingest;
+pub mod policy;
 pub mod tenant;
 
 use std::time::Duration;
@@ -37,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents", get(tenant::list_agents))
         .route("/v1/alerts", get(tenant::list_alerts))
         .route("/v1/alerts/{id}", patch(tenant::update_alert))
+        .route(
+            "/v1/policy",
+            get(policy::get_policy).put(policy::put_policy),
+        )
         .fallback(not_found)
         // The limit applies to the decompressed body, so a gzip bomb stops at 10 MB too.
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))

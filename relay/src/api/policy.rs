@@ -1,0 +1,108 @@
+//! The tenant's policy layer: `PUT /v1/policy` (API key) validates it with the same compiler
+//! quintd uses, on top of the built-in pack, and refuses a broken one with file, line and rule;
+//! `GET /v1/policy` serves it to the tenant (API key) and to its devices (device token), with
+//! an ETag so an unchanged policy costs a 304.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use quint_policy::default_pack::default_sources;
+use quint_policy::{Policy, PolicySource};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::auth::TenantKey;
+use crate::db::tenant_transaction;
+use crate::error::{ApiError, Body};
+use crate::state::AppState;
+
+/// The name a tenant's layer has in error messages.
+const LAYER_NAME: &str = "tenant.yaml";
+const MAX_POLICY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    pub yaml: String,
+}
+
+pub async fn put_policy(
+    State(state): State<AppState>,
+    key: TenantKey,
+    Body(body): Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let update: PolicyUpdate = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"yaml\": \"…\"}}: {e}")))?;
+    if update.yaml.len() > MAX_POLICY_BYTES {
+        return Err(ApiError::too_large("a policy layer is at most 1 MB"));
+    }
+    let mut sources = default_sources();
+    sources.push(PolicySource {
+        name: LAYER_NAME.into(),
+        text: update.yaml.clone(),
+    });
+    if let Err(errors) = Policy::compile(&sources) {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_policy",
+            listed.join("; "),
+        ));
+    }
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(update.yaml.as_bytes())[..16])
+    );
+    let mut client = state.pool.get().await?;
+    let tx = tenant_transaction(&mut client, key.tenant_id).await?;
+    tx.execute(
+        "INSERT INTO policies (tenant_id, yaml, etag) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id) DO UPDATE SET yaml = excluded.yaml, etag = excluded.etag,
+             updated_at = now()",
+        &[&key.tenant_id, &update.yaml, &etag],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({"etag": etag})))
+}
+
+pub async fn get_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = tenant_transaction(&mut client, caller.tenant_id()).await?;
+    let row = tx
+        .query_opt("SELECT yaml, etag, updated_at FROM policies", &[])
+        .await?;
+    tx.commit().await?;
+    let Some(row) = row else {
+        return Err(ApiError::not_found(
+            "policy (none set: the built-in pack applies)",
+        ));
+    };
+    let (yaml, etag, updated_at): (String, String, chrono::DateTime<chrono::Utc>) =
+        (row.get(0), row.get(1), row.get(2));
+    let etag_header = HeaderValue::from_str(&etag).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "bad stored etag",
+        )
+    })?;
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
+    }
+    Ok((
+        [(header::ETAG, etag_header)],
+        Json(json!({"yaml": yaml, "etag": etag, "updated_at": updated_at})),
+    )
+        .into_response())
+}
