@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use axum::extract::State;
 use axum::Json;
 use quint_policy::{Decision, Event};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -17,6 +18,18 @@ use crate::error::{ApiError, Body};
 use crate::state::AppState;
 
 pub const MAX_EVENTS: usize = 500;
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// Just enough of a rejected event to name it.
+#[derive(Deserialize)]
+struct EventId {
+    event_id: Option<Value>,
+}
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 #[derive(Debug, Serialize)]
@@ -36,19 +49,21 @@ pub async fn ingest(
     device: DeviceToken,
     Body(body): Body,
 ) -> Result<Json<IngestReply>, ApiError> {
-    let batch: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
-    let items = batch
-        .get("events")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::bad_request("expected {\"events\": [...]}"))?;
+    // Events stay raw until each is parsed on its own: one pass over the bytes per event.
+    let items = match serde_json::from_slice::<RawBatch>(&body) {
+        Ok(batch) => batch.events,
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(ApiError::bad_request(format!("the body is not JSON: {e}")))
+        }
+        Err(_) => return Err(ApiError::bad_request("expected {\"events\": [...]}")),
+    };
     if items.len() > MAX_EVENTS {
         return Err(ApiError::too_large(format!(
             "{} events in one batch; at most {MAX_EVENTS}",
             items.len()
         )));
     }
-    let (events, rejected) = validate(items, &device);
+    let (events, rejected) = validate(&items, &device);
     write(&state, &device, &events).await?;
     Ok(Json(IngestReply {
         accepted: events.len(),
@@ -57,21 +72,19 @@ pub async fn ingest(
 }
 
 /// Splits a batch into events to store (tenant and device stamped) and rejections.
-fn validate(items: &[Value], device: &DeviceToken) -> (Vec<Event>, Vec<Rejected>) {
+fn validate(items: &[&RawValue], device: &DeviceToken) -> (Vec<Event>, Vec<Rejected>) {
     let mut seen = HashSet::new();
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for item in items {
-        let event_id = item
-            .get("event_id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
         let reject = |error: String| Rejected {
-            event_id: event_id.clone(),
+            event_id: serde_json::from_str::<EventId>(item.get())
+                .ok()
+                .and_then(|e| e.event_id)
+                .and_then(|id| id.as_str().map(str::to_string)),
             error,
         };
-        let bytes = serde_json::to_vec(item).unwrap_or_default();
-        match Event::from_json(&bytes) {
+        match Event::from_json(item.get().as_bytes()) {
             Ok(mut event) => {
                 if !seen.insert(event.event_id) {
                     rejected.push(reject("duplicate event_id in this batch".into()));
@@ -121,9 +134,9 @@ async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Resu
         tools.push(event.tool_name.clone());
         targets.push(event.target.clone());
         decisions.push(event.decision.as_str().to_string());
-        rules.push(serde_json::json!(event.rule_ids));
+        rules.push(serde_json::to_string(&event.rule_ids).unwrap_or_else(|_| "[]".into()));
         risks.push(i16::from(event.risk_score));
-        payloads.push(serde_json::to_value(event).unwrap_or(Value::Null));
+        payloads.push(serde_json::to_string(event).unwrap_or_else(|_| "null".into()));
     }
     let tenant = device.tenant_id;
     let device_id = device.device_id;
@@ -133,11 +146,11 @@ async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Resu
             "INSERT INTO actions (tenant_id, event_id, ts, device_id, session_id, platform, source,
                                   action_type, tool_name, target, decision, rule_ids, risk_score, payload)
              SELECT $1, e.id, e.ts, $2, e.session, e.platform, e.source, e.action_type, e.tool,
-                    e.target, e.decision, ARRAY(SELECT jsonb_array_elements_text(e.rules)),
-                    e.risk, e.payload
+                    e.target, e.decision, ARRAY(SELECT jsonb_array_elements_text(e.rules::jsonb)),
+                    e.risk, e.payload::jsonb
              FROM UNNEST($3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[],
-                         $13::int2[], $14::jsonb[])
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                         $13::int2[], $14::text[])
                   AS e(id, ts, session, platform, source, action_type, tool, target, decision,
                        rules, risk, payload)
              ON CONFLICT DO NOTHING
