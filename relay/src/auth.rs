@@ -54,9 +54,9 @@ impl FromRequestParts<AppState> for TenantKey {
             )
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-        Ok(TenantKey {
-            tenant_id: row.get(0),
-        })
+        let tenant_id = row.get(0);
+        state.admit(tenant_id)?;
+        Ok(TenantKey { tenant_id })
     }
 }
 
@@ -75,10 +75,12 @@ impl FromRequestParts<AppState> for DeviceToken {
             .ok_or_else(|| {
                 ApiError::unauthorized("unknown or revoked device token; enroll again")
             })?;
-        Ok(DeviceToken {
+        let device = DeviceToken {
             tenant_id: row.get(0),
             device_id: row.get(1),
-        })
+        };
+        state.admit(device.tenant_id)?;
+        Ok(device)
     }
 }
 

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod db;
 mod error;
+mod metrics;
 mod migrate;
 mod state;
 mod tokens;
@@ -36,6 +37,13 @@ enum Command {
         /// Database connections in the pool.
         #[arg(long, default_value_t = 16)]
         pool_size: usize,
+        /// Requests per second each tenant may make (per relay process). A device uploads at
+        /// most about once a second, so size it to the largest fleet.
+        #[arg(long, env = "QUINT_RATE_LIMIT", default_value_t = 1000)]
+        rate_limit: u32,
+        /// Requests a tenant may make at once above the rate.
+        #[arg(long, env = "QUINT_RATE_BURST", default_value_t = 2000)]
+        rate_burst: u32,
     },
     /// Tenant administration (owner role).
     Admin {
@@ -123,7 +131,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             listen,
             pool_size,
-        } => serve(&database_url, &listen, pool_size).await?,
+            rate_limit,
+            rate_burst,
+        } => {
+            let pool = db::pool(&database_url, pool_size)?;
+            serve(state::AppState::new(pool, rate_limit, rate_burst), &listen).await?
+        }
         Command::Admin {
             command: AdminCommand::Tenant { command },
         } => match command {
@@ -182,10 +195,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(database_url: &str, listen: &str, pool_size: usize) -> anyhow::Result<()> {
-    let pool = db::pool(database_url, pool_size)?;
+async fn serve(state: state::AppState, listen: &str) -> anyhow::Result<()> {
     {
-        let client = pool.get().await.context("connecting to the database")?;
+        let client = state
+            .pool
+            .get()
+            .await
+            .context("connecting to the database")?;
         db::check_service_role(&client).await?;
         // Partitions for this month and the next ones exist before the first ingest.
         client
@@ -193,7 +209,7 @@ async fn serve(database_url: &str, listen: &str, pool_size: usize) -> anyhow::Re
             .await
             .context("creating action partitions")?;
     }
-    let app = api::router(state::AppState { pool });
+    let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

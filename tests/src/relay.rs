@@ -90,12 +90,17 @@ impl Relay {
 
     /// A migrated database and `quint-relay serve` answering on a free port.
     pub fn start() -> Relay {
+        Relay::start_with(&[])
+    }
+
+    /// Like `start`, with extra `serve` flags.
+    pub fn start_with(flags: &[&str]) -> Relay {
         let mut relay = Relay::prepare();
-        relay.serve();
+        relay.serve(flags);
         relay
     }
 
-    pub fn serve(&mut self) {
+    pub fn serve(&mut self, flags: &[&str]) {
         let port = free_port();
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(bin("quint-relay"))
@@ -106,6 +111,7 @@ impl Relay {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

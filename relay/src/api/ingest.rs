@@ -63,8 +63,21 @@ pub async fn ingest(
             items.len()
         )));
     }
+    let started = std::time::Instant::now();
     let (events, rejected) = validate(&items, &device);
     write(&state, &device, &events).await?;
+    let metrics = &state.metrics;
+    metrics
+        .ingest_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .ingested
+        .with_label_values(&["accepted"])
+        .inc_by(events.len() as u64);
+    metrics
+        .ingested
+        .with_label_values(&["rejected"])
+        .inc_by(rejected.len() as u64);
     Ok(Json(IngestReply {
         accepted: events.len(),
         rejected,

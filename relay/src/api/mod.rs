@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::serve_metrics))
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/ingest", post(ingest::ingest))
         .route("/v1/devices", get(tenant::list_devices))
@@ -43,6 +44,10 @@ pub fn router(state: AppState) -> Router {
             get(policy::get_policy).put(policy::put_policy),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::count_requests,
+        ))
         // The limit applies to the decompressed body, so a gzip bomb stops at 10 MB too.
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
         .layer(RequestDecompressionLayer::new())

@@ -80,7 +80,11 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &[u8]) -> (u1
 
 /// A realistic event: a shaped, redacted tool call as quintd uploads it (~700 bytes).
 fn event(device: usize, n: u64) -> Value {
-    let decision = if n.is_multiple_of(20) { "deny" } else { "allow" };
+    let decision = if n.is_multiple_of(20) {
+        "deny"
+    } else {
+        "allow"
+    };
     let platform = ["claude-code", "cursor", "codex", "gemini-cli"][(n % 4) as usize];
     json!({
         "schema_version": 1,
