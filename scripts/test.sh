@@ -64,6 +64,16 @@ else
     echo "started a private Postgres on 127.0.0.1:55432 ($("$pg_bin/postgres" --version))"
 fi
 
+step "schemathesis for the relay's OpenAPI test"
+if [ -x target/st-venv/bin/schemathesis ]; then
+    echo "using $(target/st-venv/bin/schemathesis --version)"
+else
+    mkdir -p target
+    python3 -m venv target/st-venv
+    target/st-venv/bin/pip install -q 'schemathesis==4.*'
+    echo "installed $(target/st-venv/bin/schemathesis --version) into target/st-venv"
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body};
+use crate::error::{ApiError, Body, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub deploy_token: String,
@@ -20,7 +20,7 @@ pub struct EnrollRequest {
     pub daemon_version: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     pub hostname: String,
@@ -29,7 +29,7 @@ pub struct Host {
     pub machine_id: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EnrollReply {
     pub device_id: Uuid,
     pub device_token: String,
@@ -38,6 +38,13 @@ pub struct EnrollReply {
 
 const MAX_FIELD: usize = 256;
 
+/// Enroll a device with a deploy token; returns its device token (shown once).
+#[utoipa::path(post, path = "/v1/enroll", tag = "devices", request_body = EnrollRequest,
+    responses((status = 201, description = "Enrolled", body = EnrollReply),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Unknown, expired, used-up or revoked deploy token", body = ErrorBody),
+        (status = 413, description = "Body over 10 MB", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn enroll(
     State(state): State<AppState>,
     Body(body): Body,

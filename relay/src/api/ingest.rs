@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::DeviceToken;
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body};
+use crate::error::{ApiError, Body, ErrorBody};
 use crate::state::AppState;
 
 pub const MAX_EVENTS: usize = 500;
@@ -32,18 +32,33 @@ struct EventId {
 }
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IngestReply {
     pub accepted: usize,
     pub rejected: Vec<Rejected>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     pub event_id: Option<String>,
     pub error: String,
 }
 
+/// What `POST /v1/ingest` takes (documentation only: events are validated one by one).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct IngestBatch {
+    /// At most 500 envelopes (schema_version 1).
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<Value>,
+}
+
+/// Upload a batch of events (device token). Each event is accepted or rejected on its own.
+#[utoipa::path(post, path = "/v1/ingest", tag = "devices", request_body = IngestBatch,
+    security(("device_token" = [])),
+    responses((status = 200, description = "Per-event outcome", body = IngestReply),
+        (status = 413, description = "More than 500 events or over 10 MB", body = ErrorBody),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     device: DeviceToken,

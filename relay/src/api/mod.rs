@@ -2,6 +2,7 @@
 
 pub mod enroll;
 pub mod ingest;
+pub mod openapi;
 pub mod policy;
 pub mod tenant;
 
@@ -10,7 +11,6 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::serve_metrics))
+        .route("/openapi.json", get(openapi_json))
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/ingest", post(ingest::ingest))
         .route("/v1/devices", get(tenant::list_devices))
@@ -58,15 +59,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Status {
+    pub status: String,
+}
+
+/// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process runs", body = Status)))]
+async fn healthz() -> Json<Status> {
+    Json(Status {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when the database answers.
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "The database answers", body = Status),
+        (status = 503, description = "Database unavailable", body = crate::error::ErrorBody)))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     let client = state.pool.get().await?;
     client.query_one("SELECT 1", &[]).await?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Status {
+        status: "ready".into(),
+    }))
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(openapi::ApiDoc::openapi())
 }
 
 async fn not_found() -> ApiError {

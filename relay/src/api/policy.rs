@@ -10,30 +10,48 @@ use axum::Json;
 use quint_policy::default_pack::default_sources;
 use quint_policy::{Policy, PolicySource};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::auth::TenantKey;
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body};
+use crate::error::{ApiError, Body, ErrorBody};
 use crate::state::AppState;
 
 /// The name a tenant's layer has in error messages.
 const LAYER_NAME: &str = "tenant.yaml";
 const MAX_POLICY_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
     pub yaml: String,
 }
 
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyStored {
+    pub etag: String,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PolicyDocument {
+    pub yaml: String,
+    pub etag: String,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Set the tenant's policy layer (validated on top of the built-in pack).
+#[utoipa::path(put, path = "/v1/policy", tag = "policy", request_body = PolicyUpdate,
+    security(("api_key" = [])),
+    responses((status = 200, description = "Stored", body = PolicyStored),
+        (status = 413, description = "Layer over 1 MB", body = ErrorBody),
+        (status = 422, description = "Invalid policy: file, line and rule", body = ErrorBody),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn put_policy(
     State(state): State<AppState>,
     key: TenantKey,
     Body(body): Body,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PolicyStored>, ApiError> {
     let update: PolicyUpdate = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"yaml\": \"…\"}}: {e}")))?;
     if update.yaml.len() > MAX_POLICY_BYTES {
@@ -66,9 +84,16 @@ pub async fn put_policy(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(json!({"etag": etag})))
+    Ok(Json(PolicyStored { etag }))
 }
 
+/// The tenant's policy layer, for the tenant (API key) or its devices (device token).
+#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+    security(("api_key" = []), ("device_token" = [])),
+    responses((status = 200, description = "The layer", body = PolicyDocument),
+        (status = 304, description = "Unchanged since If-None-Match"),
+        (status = 404, description = "No layer set", body = ErrorBody),
+        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn get_policy(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,7 +127,11 @@ pub async fn get_policy(
     }
     Ok((
         [(header::ETAG, etag_header)],
-        Json(json!({"yaml": yaml, "etag": etag, "updated_at": updated_at})),
+        Json(PolicyDocument {
+            yaml,
+            etag,
+            updated_at,
+        }),
     )
         .into_response())
 }

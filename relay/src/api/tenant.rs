@@ -3,17 +3,17 @@
 //! row level security is what keeps tenants apart, so another tenant's object is simply not
 //! found (404, never 403).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::TenantKey;
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body};
+use crate::error::{ApiError, Body, ErrorBody, Path, Query};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
 
@@ -21,8 +21,9 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 /// A page of a list: `{"items": [...], "next_cursor": ...}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
+    #[schema(value_type = Vec<Object>)]
     pub items: Vec<Value>,
     pub next_cursor: Option<String>,
 }
@@ -53,9 +54,12 @@ fn cursor_of(ts: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{id}", ts.timestamp_micros())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Items per page, 1 to 1000 (default 100).
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -97,6 +101,9 @@ async fn keyset_page(
 
 const AFTER: &str = "($1::timestamptz IS NULL OR (ts, id) < ($1, $2::uuid))";
 
+/// Devices of the tenant.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices", params(ListQuery), security(("api_key" = [])),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn list_devices(
     State(state): State<AppState>,
     key: TenantKey,
@@ -117,6 +124,10 @@ pub async fn list_devices(
     ))
 }
 
+/// Revoke a device: its token stops working at once.
+#[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices", params(("id" = Uuid, Path, description = "device id")),
+    security(("api_key" = [])),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such device", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn revoke_device(
     State(state): State<AppState>,
     key: TenantKey,
@@ -137,7 +148,7 @@ pub async fn revoke_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeployToken {
     #[serde(default)]
@@ -147,11 +158,25 @@ pub struct NewDeployToken {
     pub max_uses: Option<i32>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeployTokenCreated {
+    pub id: Uuid,
+    /// The token itself, shown this once.
+    pub token: String,
+    pub name: String,
+    pub expires_at: DateTime<Utc>,
+    pub max_uses: Option<i32>,
+}
+
+/// Create a deploy token (returned once).
+#[utoipa::path(post, path = "/v1/deploy-tokens", tag = "deploy tokens", request_body = NewDeployToken,
+    security(("api_key" = [])),
+    responses((status = 201, description = "Created", body = DeployTokenCreated), (status = 413, description = "Body over 10 MB", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn create_deploy_token(
     State(state): State<AppState>,
     key: TenantKey,
     Body(body): Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeployTokenCreated>), ApiError> {
     let request: NewDeployToken = if body.is_empty() {
         NewDeployToken {
             name: String::new(),
@@ -196,13 +221,19 @@ pub async fn create_deploy_token(
     // The token itself is shown here once and never again.
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": token_id, "token": token, "name": request.name,
-            "expires_at": expires_at, "max_uses": request.max_uses,
-        })),
+        Json(DeployTokenCreated {
+            id: token_id,
+            token,
+            name: request.name,
+            expires_at,
+            max_uses: request.max_uses,
+        }),
     ))
 }
 
+/// Deploy tokens of the tenant (never the tokens themselves).
+#[utoipa::path(get, path = "/v1/deploy-tokens", tag = "deploy tokens", params(ListQuery), security(("api_key" = [])),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn list_deploy_tokens(
     State(state): State<AppState>,
     key: TenantKey,
@@ -222,6 +253,10 @@ pub async fn list_deploy_tokens(
     ))
 }
 
+/// Revoke a deploy token.
+#[utoipa::path(delete, path = "/v1/deploy-tokens/{id}", tag = "deploy tokens", params(("id" = Uuid, Path, description = "deploy token id")),
+    security(("api_key" = [])),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such deploy token", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn revoke_deploy_token(
     State(state): State<AppState>,
     key: TenantKey,
@@ -242,7 +277,8 @@ pub async fn revoke_deploy_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActionsQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -254,6 +290,9 @@ pub struct ActionsQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// Actions, filtered by session, device, platform, decision and time.
+#[utoipa::path(get, path = "/v1/actions", tag = "actions", params(ActionsQuery), security(("api_key" = [])),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn list_actions(
     State(state): State<AppState>,
     key: TenantKey,
@@ -299,6 +338,9 @@ pub async fn list_actions(
     ))
 }
 
+/// Agent sessions.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", params(ListQuery), security(("api_key" = [])),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     key: TenantKey,
@@ -321,6 +363,9 @@ pub async fn list_sessions(
     ))
 }
 
+/// Agents seen per device.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListQuery), security(("api_key" = [])),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn list_agents(
     State(state): State<AppState>,
     key: TenantKey,
@@ -340,7 +385,8 @@ pub async fn list_agents(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertsQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -349,6 +395,9 @@ pub struct AlertsQuery {
 
 const ALERT_STATUSES: &[&str] = &["open", "acknowledged", "resolved"];
 
+/// Alerts (denials and alert verdicts).
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts", params(AlertsQuery), security(("api_key" = [])),
+    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn list_alerts(
     State(state): State<AppState>,
     key: TenantKey,
@@ -379,18 +428,29 @@ pub async fn list_alerts(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertChange {
     pub status: String,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlertState {
+    pub id: Uuid,
+    pub status: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Acknowledge or resolve an alert.
+#[utoipa::path(patch, path = "/v1/alerts/{id}", tag = "alerts", params(("id" = Uuid, Path, description = "alert id")),
+    request_body = AlertChange, security(("api_key" = [])),
+    responses((status = 200, description = "Changed", body = AlertState), (status = 404, description = "No such alert", body = ErrorBody), (status = 413, description = "Body over 10 MB", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn update_alert(
     State(state): State<AppState>,
     key: TenantKey,
     Path(alert_id): Path<Uuid>,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertState>, ApiError> {
     let change: AlertChange = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"status\": …}}: {e}")))?;
     if !["acknowledged", "resolved"].contains(&change.status.as_str()) {
@@ -403,11 +463,15 @@ pub async fn update_alert(
     let row = tx
         .query_opt(
             "UPDATE alerts SET status = $2, updated_at = now() WHERE alert_id = $1
-             RETURNING jsonb_build_object('id', alert_id, 'status', status, 'updated_at', updated_at)",
+             RETURNING alert_id, status, updated_at",
             &[&alert_id, &change.status],
         )
         .await?
         .ok_or_else(|| ApiError::not_found("alert"))?;
     tx.commit().await?;
-    Ok(Json(row.get(0)))
+    Ok(Json(AlertState {
+        id: row.get(0),
+        status: row.get(1),
+        updated_at: row.get(2),
+    }))
 }
