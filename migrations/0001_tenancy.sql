@@ -110,7 +110,7 @@ CREATE TABLE actions (
     decision     text NOT NULL,
     rule_ids     text[] NOT NULL DEFAULT '{}',
     risk_score   smallint NOT NULL,
-    payload      jsonb NOT NULL,
+    payload      json NOT NULL,
     received_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, event_id, ts)
 ) PARTITION BY RANGE (ts);

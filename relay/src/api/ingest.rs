@@ -19,6 +19,10 @@ use crate::state::AppState;
 
 pub const MAX_EVENTS: usize = 500;
 
+/// Rule ids travel to Postgres as one string per event, split there (cheaper than a JSON
+/// array per row); validation keeps the separator out of rule ids.
+const RULE_SEPARATOR: &str = "\u{1f}";
+
 #[derive(Deserialize)]
 struct RawBatch<'a> {
     #[serde(borrow)]
@@ -114,6 +118,16 @@ fn validate(items: &[&RawValue], device: &DeviceToken) -> (Vec<Event>, Vec<Rejec
         };
         match Event::from_json(item.get().as_bytes()) {
             Ok(mut event) => {
+                if event
+                    .rule_ids
+                    .iter()
+                    .any(|r| r.is_empty() || r.chars().any(char::is_control))
+                {
+                    rejected.push(reject(
+                        "rule_ids must be non-empty and free of control characters".into(),
+                    ));
+                    continue;
+                }
                 if !seen.insert(event.event_id) {
                     rejected.push(reject("duplicate event_id in this batch".into()));
                     continue;
@@ -162,7 +176,7 @@ async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Resu
         tools.push(event.tool_name.clone());
         targets.push(event.target.clone());
         decisions.push(event.decision.as_str().to_string());
-        rules.push(serde_json::to_string(&event.rule_ids).unwrap_or_else(|_| "[]".into()));
+        rules.push(event.rule_ids.join(RULE_SEPARATOR));
         risks.push(i16::from(event.risk_score));
         payloads.push(serde_json::to_string(event).unwrap_or_else(|_| "null".into()));
     }
@@ -174,8 +188,8 @@ async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Resu
             "INSERT INTO actions (tenant_id, event_id, ts, device_id, session_id, platform, source,
                                   action_type, tool_name, target, decision, rule_ids, risk_score, payload)
              SELECT $1, e.id, e.ts, $2, e.session, e.platform, e.source, e.action_type, e.tool,
-                    e.target, e.decision, ARRAY(SELECT jsonb_array_elements_text(e.rules::jsonb)),
-                    e.risk, e.payload::jsonb
+                    e.target, e.decision, string_to_array(e.rules, E'\x1f'),
+                    e.risk, e.payload::json
              FROM UNNEST($3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
                          $13::int2[], $14::text[])
