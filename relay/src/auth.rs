@@ -49,7 +49,9 @@ impl FromRequestParts<AppState> for TenantKey {
         let client = state.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT tenant_id FROM quint_auth_api_key($1)",
+                &client
+                    .prepare_cached("SELECT tenant_id FROM quint_auth_api_key($1)")
+                    .await?,
                 &[&tokens::hash(token)],
             )
             .await?
@@ -68,7 +70,9 @@ impl FromRequestParts<AppState> for DeviceToken {
         let client = state.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT tenant_id, device_id FROM quint_auth_device($1)",
+                &client
+                    .prepare_cached("SELECT tenant_id, device_id FROM quint_auth_device($1)")
+                    .await?,
                 &[&tokens::hash(token)],
             )
             .await?

@@ -146,7 +146,8 @@ async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Resu
     let mut client = state.pool.get().await?;
     let tx = tenant_transaction(&mut client, device.tenant_id).await?;
     tx.execute(
-        "UPDATE devices SET last_seen_at = now() WHERE device_id = $1",
+        &tx.prepare_cached("UPDATE devices SET last_seen_at = now() WHERE device_id = $1")
+            .await?,
         &[&device.device_id],
     )
     .await?;
@@ -185,7 +186,7 @@ async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Resu
     // One statement for the batch; a replayed event (same id and timestamp) is a no-op.
     let inserted = tx
         .query(
-            "INSERT INTO actions (tenant_id, event_id, ts, device_id, session_id, platform, source,
+            &tx.prepare_cached("INSERT INTO actions (tenant_id, event_id, ts, device_id, session_id, platform, source,
                                   action_type, tool_name, target, decision, rule_ids, risk_score, payload)
              SELECT $1, e.id, e.ts, $2, e.session, e.platform, e.source, e.action_type, e.tool,
                     e.target, e.decision, string_to_array(e.rules, E'\x1f'),
@@ -196,7 +197,7 @@ async fn write(state: &AppState, device: &DeviceToken, events: &[Event]) -> Resu
                   AS e(id, ts, session, platform, source, action_type, tool, target, decision,
                        rules, risk, payload)
              ON CONFLICT DO NOTHING
-             RETURNING event_id",
+             RETURNING event_id").await?,
             &[
                 &tenant, &device_id, &ids, &timestamps, &sessions, &platforms, &sources,
                 &action_types, &tools, &targets, &decisions, &rules, &risks, &payloads,
@@ -231,7 +232,7 @@ async fn upsert_sessions_agents_alerts(
         .map(|e| i64::from(e.decision == Decision::Deny))
         .collect();
     tx.execute(
-        "INSERT INTO sessions (tenant_id, device_id, session_id, platform, started_at, last_seen_at, actions, denied)
+        &tx.prepare_cached("INSERT INTO sessions (tenant_id, device_id, session_id, platform, started_at, last_seen_at, actions, denied)
          SELECT $1, $2, session, min(platform), min(ts), max(ts), count(*), sum(denied)
          FROM UNNEST($3::text[], $4::text[], $5::timestamptz[], $6::int8[]) AS e(session, platform, ts, denied)
          GROUP BY session
@@ -239,19 +240,19 @@ async fn upsert_sessions_agents_alerts(
              started_at = least(sessions.started_at, excluded.started_at),
              last_seen_at = greatest(sessions.last_seen_at, excluded.last_seen_at),
              actions = sessions.actions + excluded.actions,
-             denied = sessions.denied + excluded.denied",
+             denied = sessions.denied + excluded.denied").await?,
         &[&tenant, &device_id, &sessions, &platforms, &timestamps, &denied],
     )
     .await?;
     tx.execute(
-        "INSERT INTO agents (tenant_id, device_id, platform, first_seen_at, last_seen_at, actions)
+        &tx.prepare_cached("INSERT INTO agents (tenant_id, device_id, platform, first_seen_at, last_seen_at, actions)
          SELECT $1, $2, platform, min(ts), max(ts), count(*)
          FROM UNNEST($3::text[], $4::timestamptz[]) AS e(platform, ts)
          GROUP BY platform
          ON CONFLICT (tenant_id, device_id, platform) DO UPDATE SET
              first_seen_at = least(agents.first_seen_at, excluded.first_seen_at),
              last_seen_at = greatest(agents.last_seen_at, excluded.last_seen_at),
-             actions = agents.actions + excluded.actions",
+             actions = agents.actions + excluded.actions").await?,
         &[&tenant, &device_id, &platforms, &timestamps],
     )
     .await?;
@@ -273,12 +274,12 @@ async fn upsert_sessions_agents_alerts(
             .map(|e| serde_json::json!(e.rule_ids))
             .collect();
         tx.execute(
-            "INSERT INTO alerts (tenant_id, alert_id, event_id, ts, device_id, session_id, decision, rule_ids)
+            &tx.prepare_cached("INSERT INTO alerts (tenant_id, alert_id, event_id, ts, device_id, session_id, decision, rule_ids)
              SELECT $1, a.alert_id, a.event_id, a.ts, $2, a.session, a.decision,
                     ARRAY(SELECT jsonb_array_elements_text(a.rules))
              FROM UNNEST($3::uuid[], $4::uuid[], $5::timestamptz[], $6::text[], $7::text[], $8::jsonb[])
                   AS a(alert_id, event_id, ts, session, decision, rules)
-             ON CONFLICT (tenant_id, event_id) DO NOTHING",
+             ON CONFLICT (tenant_id, event_id) DO NOTHING").await?,
             &[&tenant, &device_id, &alert_ids, &event_ids, &ts, &sessions, &decisions, &rules],
         )
         .await?;
