@@ -8,6 +8,7 @@ mod db;
 mod error;
 mod metrics;
 mod migrate;
+mod notify;
 mod state;
 mod tokens;
 
@@ -135,7 +136,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate_burst,
         } => {
             let pool = db::pool(&database_url, pool_size)?;
-            serve(state::AppState::new(pool, rate_limit, rate_burst), &listen).await?
+            let policy_changes = notify::start(database_url.clone());
+            serve(
+                state::AppState::new(pool, rate_limit, rate_burst, policy_changes),
+                &listen,
+            )
+            .await?
         }
         Command::Admin {
             command: AdminCommand::Tenant { command },

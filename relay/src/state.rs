@@ -17,16 +17,24 @@ pub struct AppState {
     pub pool: deadpool_postgres::Pool,
     pub limiter: Arc<DefaultKeyedRateLimiter<Uuid>>,
     pub metrics: Arc<Metrics>,
+    /// Tenants whose policy just changed (from every relay process, via Postgres NOTIFY).
+    pub policy_changes: tokio::sync::broadcast::Sender<Uuid>,
 }
 
 impl AppState {
-    pub fn new(pool: deadpool_postgres::Pool, per_second: u32, burst: u32) -> AppState {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        per_second: u32,
+        burst: u32,
+        policy_changes: tokio::sync::broadcast::Sender<Uuid>,
+    ) -> AppState {
         let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap())
             .allow_burst(NonZeroU32::new(burst.max(1)).unwrap());
         AppState {
             pool,
             limiter: Arc::new(DefaultKeyedRateLimiter::keyed(quota)),
             metrics: Arc::new(Metrics::new()),
+            policy_changes,
         }
     }
 

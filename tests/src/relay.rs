@@ -193,6 +193,21 @@ impl Relay {
         body: Option<Vec<u8>>,
         content_encoding: Option<&str>,
     ) -> Answer {
+        let encoding: Vec<(&str, &str)> = content_encoding
+            .map(|e| vec![("Content-Encoding", e)])
+            .unwrap_or_default();
+        self.call_with_headers(method, path, token, body, &encoding)
+    }
+
+    /// Any request with extra headers.
+    pub fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
@@ -203,8 +218,8 @@ impl Relay {
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        if let Some(encoding) = content_encoding {
-            request = request.header("Content-Encoding", encoding);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         request = request.header("Content-Type", "application/json");
         let response = match body {

@@ -51,3 +51,62 @@ fn policy_layers_are_validated_versioned_and_kept_per_tenant() {
     let other = relay.call("GET", "/v1/policy", Some(&b.api_key), None);
     assert_eq!(other.status, 404, "B sees no policy of A's");
 }
+
+#[test]
+fn devices_long_poll_for_policy_changes() {
+    let relay = Relay::start();
+    let tenant = relay.create_tenant("Acme");
+    let device = relay.enroll(&tenant, "laptop");
+    let first = relay.call(
+        "PUT",
+        "/v1/policy",
+        Some(&tenant.api_key),
+        Some(&json!({"yaml": GOOD})),
+    );
+    let etag = first.json["etag"].as_str().unwrap().to_string();
+
+    // Unchanged: held for the wait, then 304.
+    let started = std::time::Instant::now();
+    let unchanged = relay.call_with_headers(
+        "GET",
+        "/v1/policy?wait=1",
+        Some(&device.token),
+        None,
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(unchanged.status, 304);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // Changed while waiting: answered at once with the new layer.
+    let changed = GOOD.replace("no prod database", "no production database");
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let answer = relay.call_with_headers(
+                "GET",
+                "/v1/policy?wait=30",
+                Some(&device.token),
+                None,
+                &[("If-None-Match", &etag)],
+            );
+            (answer, started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let put = relay.call(
+            "PUT",
+            "/v1/policy",
+            Some(&tenant.api_key),
+            Some(&json!({"yaml": changed})),
+        );
+        assert_eq!(put.status, 200, "{}", put.text);
+        let (answer, took) = waiting.join().unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.json["yaml"], changed.as_str());
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "answered on the change, took {took:?}"
+        );
+    });
+    let too_long = relay.call("GET", "/v1/policy?wait=600", Some(&device.token), None);
+    assert_eq!(too_long.status, 400);
+}

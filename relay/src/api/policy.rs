@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::auth::TenantKey;
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body, ErrorBody};
+use crate::error::{ApiError, Body, ErrorBody, Query};
 use crate::state::AppState;
 
 /// The name a tenant's layer has in error messages.
@@ -26,6 +26,30 @@ const MAX_POLICY_BYTES: usize = 1024 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
     pub yaml: String,
+}
+
+const MAX_WAIT_SECONDS: u64 = 60;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PolicyQuery {
+    /// With If-None-Match: hold the request up to this many seconds (at most 60) until the
+    /// policy changes; 304 if it does not.
+    #[param(maximum = 60)]
+    pub wait: Option<u64>,
+}
+
+async fn read_policy(
+    state: &AppState,
+    tenant: uuid::Uuid,
+) -> Result<Option<tokio_postgres::Row>, ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = tenant_transaction(&mut client, tenant).await?;
+    let row = tx
+        .query_opt("SELECT yaml, etag, updated_at FROM policies", &[])
+        .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -83,12 +107,18 @@ pub async fn put_policy(
         &[&key.tenant_id, &update.yaml, &etag],
     )
     .await?;
+    // Delivered at commit, to every relay process's long-polling devices.
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&crate::notify::CHANNEL, &key.tenant_id.to_string()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(PolicyStored { etag }))
 }
 
 /// The tenant's policy layer, for the tenant (API key) or its devices (device token).
-#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+#[utoipa::path(get, path = "/v1/policy", tag = "policy", params(PolicyQuery),
     security(("api_key" = []), ("device_token" = [])),
     responses((status = 200, description = "The layer", body = PolicyDocument),
         (status = 304, description = "Unchanged since If-None-Match"),
@@ -98,13 +128,40 @@ pub async fn get_policy(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    Query(query): Query<PolicyQuery>,
 ) -> Result<Response, ApiError> {
-    let mut client = state.pool.get().await?;
-    let tx = tenant_transaction(&mut client, caller.tenant_id()).await?;
-    let row = tx
-        .query_opt("SELECT yaml, etag, updated_at FROM policies", &[])
-        .await?;
-    tx.commit().await?;
+    let wait = query.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "wait is at most {MAX_WAIT_SECONDS} seconds"
+        )));
+    }
+    let tenant = caller.tenant_id();
+    let known = headers
+        .get(header::IF_NONE_MATCH)
+        .map(|v| v.as_bytes().to_vec());
+    // Subscribe before reading, so a change between the read and the wait is not missed.
+    let mut changes = state.policy_changes.subscribe();
+    let mut row = read_policy(&state, tenant).await?;
+    let unchanged = |row: &Option<tokio_postgres::Row>| {
+        known.is_some() && row.as_ref().map(|r| r.get::<_, String>(1).into_bytes()) == known
+    };
+    if wait > 0 && unchanged(&row) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        loop {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Ok(Ok(changed)) if changed != tenant => continue,
+                // A change for this tenant, or missed messages: read again.
+                Ok(_) => {
+                    row = read_policy(&state, tenant).await?;
+                    if !unchanged(&row) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
     let Some(row) = row else {
         return Err(ApiError::not_found(
             "policy (none set: the built-in pack applies)",
