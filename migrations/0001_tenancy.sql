@@ -170,8 +170,11 @@ $$;
 -- The service's grants: exactly what the handlers do.
 GRANT USAGE ON SCHEMA public TO quint_app;
 GRANT SELECT ON tenants TO quint_app;
-GRANT SELECT, INSERT, UPDATE ON api_keys, deploy_tokens, devices, agents, sessions, policies,
-    alerts TO quint_app;
+GRANT SELECT ON api_keys TO quint_app;
+GRANT SELECT, INSERT ON deploy_tokens, devices TO quint_app;
+GRANT UPDATE (revoked_at) ON deploy_tokens TO quint_app;
+GRANT UPDATE (revoked_at, last_seen_at) ON devices TO quint_app;
+GRANT SELECT, INSERT, UPDATE ON agents, sessions, policies, alerts TO quint_app;
 GRANT SELECT, INSERT ON actions TO quint_app;
 GRANT EXECUTE ON FUNCTION quint_current_tenant() TO quint_app, quint_auth;
 
@@ -188,31 +191,31 @@ CREATE POLICY token_lookup ON devices FOR SELECT TO quint_auth USING (true);
 
 CREATE FUNCTION quint_auth_api_key(hash bytea)
 RETURNS TABLE (tenant_id uuid, key_id uuid)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $$
     SELECT k.tenant_id, k.key_id
-    FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id
+    FROM public.api_keys k JOIN public.tenants t ON t.tenant_id = k.tenant_id
     WHERE k.token_hash = hash AND k.revoked_at IS NULL AND t.deleted_at IS NULL
 $$;
 
 CREATE FUNCTION quint_auth_device(hash bytea)
 RETURNS TABLE (tenant_id uuid, device_id uuid)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $$
     SELECT d.tenant_id, d.device_id
-    FROM devices d JOIN tenants t ON t.tenant_id = d.tenant_id
+    FROM public.devices d JOIN public.tenants t ON t.tenant_id = d.tenant_id
     WHERE d.token_hash = hash AND d.revoked_at IS NULL AND t.deleted_at IS NULL
 $$;
 
 -- Redeems one use of a deploy token. status: ok, unknown, revoked, expired, used_up.
 CREATE FUNCTION quint_redeem_deploy_token(hash bytea)
 RETURNS TABLE (status text, tenant_id uuid, token_id uuid)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $$
 DECLARE
-    d deploy_tokens%ROWTYPE;
+    d public.deploy_tokens%ROWTYPE;
 BEGIN
-    SELECT dt.* INTO d FROM deploy_tokens dt JOIN tenants t ON t.tenant_id = dt.tenant_id
+    SELECT dt.* INTO d FROM public.deploy_tokens dt JOIN public.tenants t ON t.tenant_id = dt.tenant_id
     WHERE dt.token_hash = hash AND t.deleted_at IS NULL
     FOR UPDATE OF dt;
     IF NOT FOUND THEN
@@ -227,7 +230,7 @@ BEGIN
     IF d.max_uses IS NOT NULL AND d.uses >= d.max_uses THEN
         RETURN QUERY SELECT 'used_up'::text, d.tenant_id, d.token_id; RETURN;
     END IF;
-    UPDATE deploy_tokens SET uses = uses + 1
+    UPDATE public.deploy_tokens SET uses = uses + 1
     WHERE deploy_tokens.tenant_id = d.tenant_id AND deploy_tokens.token_id = d.token_id;
     RETURN QUERY SELECT 'ok'::text, d.tenant_id, d.token_id;
 END
@@ -243,33 +246,49 @@ GRANT EXECUTE ON FUNCTION quint_auth_api_key(bytea), quint_auth_device(bytea),
 
 -- Monthly partitions of actions from `months_back` before this month to `months_ahead` after
 -- it. Rows that landed in the default partition for a month that now gets its own are moved
--- into it (a default partition may not hold rows of a new partition's range). Runs as the
--- owner (SECURITY DEFINER) so the service can call it at start.
+-- into it (a default partition may not hold rows of a new partition's range), under a lock so
+-- no row slips between the move and the new partition, and so two callers do not race.
+-- SECURITY DEFINER with a fixed search path and qualified names: the service may call it (via
+-- the argument-less wrapper below), and must not be able to make it run code of its own.
 CREATE FUNCTION quint_ensure_partitions(months_back integer, months_ahead integer)
 RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $$
 DECLARE
-    first_month date := date_trunc('month', now() AT TIME ZONE 'UTC')::date;
+    first_month date := pg_catalog.date_trunc('month', pg_catalog.now() AT TIME ZONE 'UTC')::date;
     m date;
+    next date;
     name text;
     created integer := 0;
 BEGIN
+    IF months_back NOT BETWEEN 0 AND 120 OR months_ahead NOT BETWEEN 0 AND 120 THEN
+        RAISE EXCEPTION 'months_back and months_ahead must be 0 to 120';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(7215002602);
     FOR i IN -months_back..months_ahead LOOP
-        m := (first_month + make_interval(months => i))::date;
-        name := format('actions_y%sm%s', to_char(m, 'YYYY'), to_char(m, 'MM'));
-        IF to_regclass(name) IS NULL THEN
-            EXECUTE format('CREATE TEMP TABLE quint_moving ON COMMIT DROP AS '
-                           'SELECT * FROM actions_default WHERE ts >= %L AND ts < %L',
-                           m, (m + interval '1 month')::date);
-            EXECUTE format('DELETE FROM actions_default WHERE ts >= %L AND ts < %L',
-                           m, (m + interval '1 month')::date);
-            EXECUTE format('CREATE TABLE %I PARTITION OF actions FOR VALUES FROM (%L) TO (%L)',
-                           name, m, (m + interval '1 month')::date);
-            -- Straight into the new partition: it has no policies of its own, and the
-            -- parent's forced policies would refuse rows with no tenant set.
-            EXECUTE format('INSERT INTO %I SELECT * FROM quint_moving', name);
-            DROP TABLE quint_moving;
+        m := (first_month + pg_catalog.make_interval(months => i))::date;
+        next := (m + interval '1 month')::date;
+        name := pg_catalog.format('actions_y%sm%s', pg_catalog.to_char(m::timestamp, 'YYYY'),
+                                  pg_catalog.to_char(m::timestamp, 'MM'));
+        IF pg_catalog.to_regclass('public.' || name) IS NULL THEN
+            LOCK TABLE public.actions_default IN EXCLUSIVE MODE;
+            CREATE TEMP TABLE quint_moving (LIKE public.actions) ON COMMIT DROP;
+            EXECUTE pg_catalog.format(
+                'WITH moved AS (DELETE FROM public.actions_default WHERE ts >= %L AND ts < %L RETURNING *) '
+                'INSERT INTO pg_temp.quint_moving SELECT * FROM moved', m, next);
+            EXECUTE pg_catalog.format(
+                'CREATE TABLE public.%I PARTITION OF public.actions FOR VALUES FROM (%L) TO (%L)',
+                name, m, next);
+            -- Partitions get the tenant policy too (enabled, not forced: the owner moves rows).
+            -- No role is granted on them, so this guards against a future broad GRANT.
+            EXECUTE pg_catalog.format('ALTER TABLE public.%I ENABLE ROW LEVEL SECURITY', name);
+            EXECUTE pg_catalog.format(
+                'CREATE POLICY tenant_isolation ON public.%I USING (tenant_id = (SELECT public.quint_current_tenant())) '
+                'WITH CHECK (tenant_id = (SELECT public.quint_current_tenant()))', name);
+            -- Straight into the new partition: the parent's forced policies would refuse rows
+            -- with no tenant set.
+            EXECUTE pg_catalog.format('INSERT INTO public.%I SELECT * FROM pg_temp.quint_moving', name);
+            DROP TABLE pg_temp.quint_moving;
             created := created + 1;
         END IF;
     END LOOP;
@@ -277,4 +296,20 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION quint_ensure_partitions(integer, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION quint_ensure_partitions(integer, integer) TO quint_app;
+
+-- What the service may call at start: this month and the next three, nothing else.
+CREATE FUNCTION quint_ensure_partitions_ahead()
+RETURNS integer
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
+$$ SELECT public.quint_ensure_partitions(0, 3) $$;
+REVOKE ALL ON FUNCTION quint_ensure_partitions_ahead() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION quint_ensure_partitions_ahead() TO quint_app;
+
+-- Only the owner creates objects in the schema (PG 14 and older let every role create there,
+-- which is how definer functions get hijacked).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+ALTER TABLE actions_default ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON actions_default
+    USING (tenant_id = (SELECT quint_current_tenant()))
+    WITH CHECK (tenant_id = (SELECT quint_current_tenant()));

@@ -40,15 +40,23 @@ pub async fn check_service_role(client: &tokio_postgres::Client) -> anyhow::Resu
     let row = client
         .query_one(
             "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
-                    (SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user),
-                    pg_has_role(current_user, 'quint_app', 'member')
+                    (SELECT count(*) FROM pg_tables WHERE schemaname = 'public'
+                       AND pg_has_role(current_user, tableowner, 'member')),
+                    pg_has_role(current_user, 'quint_app', 'member'),
+                    pg_has_role(current_user, 'quint_auth', 'member')
              FROM pg_roles r WHERE r.rolname = current_user",
             &[],
         )
         .await
         .context("checking the database role (has `quint-relay migrate` run?)")?;
-    let (user, superuser, bypass, owned, member): (String, bool, bool, i64, bool) =
-        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let (user, superuser, bypass, owned, member, auth): (String, bool, bool, i64, bool, bool) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    );
     if superuser {
         anyhow::bail!("refusing to serve as {user}: it is a superuser, which ignores row level security; connect as a login role IN ROLE quint_app");
     }
@@ -56,7 +64,10 @@ pub async fn check_service_role(client: &tokio_postgres::Client) -> anyhow::Resu
         anyhow::bail!("refusing to serve as {user}: it has BYPASSRLS; connect as a login role IN ROLE quint_app without it");
     }
     if owned > 0 {
-        anyhow::bail!("refusing to serve as {user}: it owns {owned} table(s), and owners can switch row level security off; connect as a role that owns nothing");
+        anyhow::bail!("refusing to serve as {user}: it owns (or is a member of the owner of) {owned} table(s), and owners can switch row level security off; connect as a role that owns nothing");
+    }
+    if auth {
+        anyhow::bail!("refusing to serve as {user}: it is a member of quint_auth, which reads every tenant's token tables; connect as a role in quint_app only");
     }
     if !member {
         anyhow::bail!("refusing to serve as {user}: it is not a member of quint_app (CREATE ROLE … LOGIN IN ROLE quint_app)");

@@ -47,6 +47,19 @@ impl ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> ApiError {
+        // Data the database refuses (class 22 data exceptions, 23 integrity violations) is the
+        // client's to fix; retrying would not help.
+        if let Some(db) = error.as_db_error() {
+            let class = &db.code().code()[..2];
+            if class == "22" || class == "23" {
+                tracing::warn!(
+                    code = db.code().code(),
+                    message = db.message(),
+                    "request data refused by the database"
+                );
+                return ApiError::bad_request(format!("the data was refused: {}", db.message()));
+            }
+        }
         tracing::error!(%error, "database error");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

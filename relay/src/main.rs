@@ -211,7 +211,7 @@ async fn serve(state: state::AppState, listen: &str) -> anyhow::Result<()> {
         db::check_service_role(&client).await?;
         // Partitions for this month and the next ones exist before the first ingest.
         client
-            .query_one("SELECT quint_ensure_partitions(0, 3)", &[])
+            .query_one("SELECT quint_ensure_partitions_ahead()", &[])
             .await
             .context("creating action partitions")?;
     }

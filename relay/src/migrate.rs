@@ -11,6 +11,19 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 
 /// Applies what is missing; returns the names applied.
 pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<&'static str>> {
+    // Held for the whole run (the bookkeeping table included), released when the connection
+    // closes or below.
+    client
+        .execute("SELECT pg_advisory_lock(7215002601)", &[])
+        .await?;
+    let result = apply(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock(7215002601)", &[])
+        .await?;
+    result
+}
+
+async fn apply(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<&'static str>> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS quint_schema_migrations (
@@ -23,8 +36,6 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS {
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock(7215002601)", &[])
-            .await?;
         let done = tx
             .query_opt(
                 "SELECT 1 FROM quint_schema_migrations WHERE version = $1",

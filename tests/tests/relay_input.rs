@@ -82,6 +82,27 @@ fn bad_batches_are_refused_clearly_and_valid_events_survive() {
     assert!(errors[2].contains("duplicate event_id"), "{errors:?}");
     assert_eq!(rejected[0]["event_id"], future["event_id"]);
 
+    // Text Postgres cannot store is refused per event, not by failing the batch.
+    let mut nul = event("s1", "allow", "2026-11-27T10:00:04Z");
+    nul["session_id"] = json!("bad\u{0}session");
+    let mut long = event(&"x".repeat(3000), "allow", "2026-11-27T10:00:05Z");
+    long["target"] = json!("t");
+    let fine = event("s2", "allow", "2026-11-27T10:00:06Z");
+    let answer = ingest(
+        json!({"events": [nul, long, fine]})
+            .to_string()
+            .into_bytes(),
+        None,
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json["accepted"], 1, "{}", answer.text);
+    assert_eq!(
+        answer.json["rejected"].as_array().unwrap().len(),
+        2,
+        "{}",
+        answer.text
+    );
+
     // Idempotent: the same batch again stores nothing twice.
     let again = ingest(
         json!({"events": [good, also_good]})
@@ -93,7 +114,7 @@ fn bad_batches_are_refused_clearly_and_valid_events_survive() {
     let actions = relay.call("GET", "/v1/actions", Some(&tenant.api_key), None);
     assert_eq!(
         actions.json["items"].as_array().unwrap().len(),
-        2,
+        3,
         "{}",
         actions.text
     );
@@ -103,9 +124,15 @@ fn bad_batches_are_refused_clearly_and_valid_events_survive() {
         1,
         "one deny, one alert"
     );
-    let sessions = relay.call("GET", "/v1/sessions", Some(&tenant.api_key), None);
-    assert_eq!(sessions.json["items"][0]["actions"], 2);
-    assert_eq!(sessions.json["items"][0]["denied"], 1);
+    let sessions = relay.call("GET", "/v1/sessions?limit=10", Some(&tenant.api_key), None);
+    let s1 = sessions.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == "s1")
+        .expect("session s1");
+    assert_eq!(s1["actions"], 2);
+    assert_eq!(s1["denied"], 1);
 }
 
 #[test]
@@ -133,6 +160,25 @@ fn expired_used_up_and_revoked_credentials_are_refused() {
         message(&used).contains("used as many times"),
         "{}",
         used.text
+    );
+
+    // Redemptions are counted under a row lock: racing enrollments get one device per use.
+    let racing = create(json!({"max_uses": 1}));
+    let token = racing["token"].as_str().unwrap().to_string();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| enroll(&token).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 401),
+        "{statuses:?}"
     );
 
     let expiring = create(json!({"expires_in_hours": 1}));

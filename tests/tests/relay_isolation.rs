@@ -191,7 +191,7 @@ fn tenants_cannot_see_or_touch_each_other() {
     )
     .unwrap();
     let refused = tx.execute(
-        "UPDATE devices SET hostname = 'pwned' WHERE device_id::text = $1",
+        "UPDATE devices SET revoked_at = now() WHERE device_id::text = $1",
         &[&device_b.device_id],
     );
     assert_eq!(
@@ -244,4 +244,54 @@ fn serve_refuses_roles_that_could_bypass_row_level_security() {
     owner.batch_execute(&format!("DROP ROLE {bypass}")).unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("BYPASSRLS"));
+}
+
+/// The database-level guards the isolation depends on, checked directly: definer functions pin
+/// their search path, the service cannot call the owner-only partition function or create in
+/// the schema, and every partition carries the tenant policy with no grant to the service.
+#[test]
+fn definer_functions_partitions_and_schema_are_locked_down() {
+    let relay = Relay::prepare();
+    let mut owner = relay.owner();
+    let definers = owner
+        .query(
+            "SELECT proname::text, coalesce(array_to_string(proconfig, ','), '') FROM pg_proc
+             WHERE prosecdef AND pronamespace = 'public'::regnamespace",
+            &[],
+        )
+        .unwrap();
+    assert!(definers.len() >= 5, "{} definer functions", definers.len());
+    for row in &definers {
+        let (name, config): (String, String) = (row.get(0), row.get(1));
+        assert!(
+            config.contains("search_path=pg_catalog, pg_temp"),
+            "{name} runs with search_path {config:?}"
+        );
+    }
+    let role = &relay.app_role;
+    let check = |sql: &str| -> bool { relay.owner().query_one(sql, &[role]).unwrap().get(0) };
+    assert!(!check(
+        "SELECT has_function_privilege($1, 'quint_ensure_partitions(integer, integer)', 'EXECUTE')"
+    ));
+    assert!(check(
+        "SELECT has_function_privilege($1, 'quint_ensure_partitions_ahead()', 'EXECUTE')"
+    ));
+    assert!(!check(
+        "SELECT has_schema_privilege($1, 'public', 'CREATE')"
+    ));
+    let partitions = owner
+        .query(
+            "SELECT c.relname::text, c.relrowsecurity,
+                    has_table_privilege($1, c.oid, 'SELECT') OR has_table_privilege($1, c.oid, 'INSERT')
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'actions'::regclass",
+            &[role],
+        )
+        .unwrap();
+    assert!(partitions.len() >= 5, "{} partitions", partitions.len());
+    for row in &partitions {
+        let (name, rls, granted): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        assert!(rls, "{name} has row level security enabled");
+        assert!(!granted, "{name} is not granted to the service");
+    }
 }

@@ -84,7 +84,7 @@ fn devices_long_poll_for_policy_changes() {
             let started = std::time::Instant::now();
             let answer = relay.call_with_headers(
                 "GET",
-                "/v1/policy?wait=30",
+                "/v1/policy?wait=25",
                 Some(&device.token),
                 None,
                 &[("If-None-Match", &etag)],
@@ -107,6 +107,6 @@ fn devices_long_poll_for_policy_changes() {
             "answered on the change, took {took:?}"
         );
     });
-    let too_long = relay.call("GET", "/v1/policy?wait=600", Some(&device.token), None);
+    let too_long = relay.call("GET", "/v1/policy?wait=26", Some(&device.token), None);
     assert_eq!(too_long.status, 400);
 }

@@ -7,7 +7,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::tenant_transaction;
 use crate::error::{ApiError, Body, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
@@ -58,17 +57,20 @@ pub async fn enroll(
         ("host.machine_id", &request.host.machine_id),
         ("daemon_version", &request.daemon_version),
     ] {
-        if value.is_empty() || value.len() > MAX_FIELD {
+        if value.is_empty() || value.len() > MAX_FIELD || value.chars().any(char::is_control) {
             return Err(ApiError::bad_request(format!(
-                "{name} must be 1 to {MAX_FIELD} characters"
+                "{name} must be 1 to {MAX_FIELD} characters with no control characters"
             )));
         }
     }
     if !tokens::well_formed(Kind::Deploy, &request.deploy_token) {
         return Err(ApiError::unauthorized("not a valid qdt_ deploy token"));
     }
+    // Redeeming a use and creating the device commit together: a failed enrollment does not
+    // spend a use of the token.
     let mut client = state.pool.get().await?;
-    let row = client
+    let tx = client.transaction().await?;
+    let row = tx
         .query_one(
             "SELECT status, tenant_id, token_id FROM quint_redeem_deploy_token($1)",
             &[&tokens::hash(&request.deploy_token)],
@@ -89,7 +91,11 @@ pub async fn enroll(
     let token_id: Uuid = row.get(2);
     let device_id = Uuid::now_v7();
     let device_token = tokens::generate(Kind::Device);
-    let tx = tenant_transaction(&mut client, tenant_id).await?;
+    tx.execute(
+        "SELECT set_config('app.current_tenant_id', $1, true)",
+        &[&tenant_id.to_string()],
+    )
+    .await?;
     tx.execute(
         "INSERT INTO devices (tenant_id, device_id, token_hash, hostname, os, arch, machine_id,
                               daemon_version, deploy_token_id)

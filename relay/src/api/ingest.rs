@@ -103,6 +103,37 @@ pub async fn ingest(
     }))
 }
 
+/// Postgres text cannot hold NUL, and indexed columns have a size limit: such an event is
+/// rejected on its own instead of failing the batch.
+fn storable(event: &Event) -> Result<(), String> {
+    let short = [
+        ("session_id", Some(event.session_id.as_str()), 256),
+        ("platform", Some(event.platform.as_str()), 64),
+        ("tool_name", event.tool_name.as_deref(), 512),
+        ("target", event.target.as_deref(), 64 * 1024),
+    ];
+    for (name, value, max) in short {
+        let Some(value) = value else { continue };
+        if value.len() > max {
+            return Err(format!("{name} is longer than {max} bytes"));
+        }
+        if value.contains('\0') {
+            return Err(format!("{name} contains a NUL character"));
+        }
+    }
+    if event.session_id.is_empty() || event.platform.is_empty() {
+        return Err("session_id and platform must not be empty".into());
+    }
+    if event
+        .rule_ids
+        .iter()
+        .any(|r| r.is_empty() || r.len() > 256 || r.chars().any(char::is_control))
+    {
+        return Err("rule_ids must be 1 to 256 characters with no control characters".into());
+    }
+    Ok(())
+}
+
 /// Splits a batch into events to store (tenant and device stamped) and rejections.
 fn validate(items: &[&RawValue], device: &DeviceToken) -> (Vec<Event>, Vec<Rejected>) {
     let mut seen = HashSet::new();
@@ -118,14 +149,8 @@ fn validate(items: &[&RawValue], device: &DeviceToken) -> (Vec<Event>, Vec<Rejec
         };
         match Event::from_json(item.get().as_bytes()) {
             Ok(mut event) => {
-                if event
-                    .rule_ids
-                    .iter()
-                    .any(|r| r.is_empty() || r.chars().any(char::is_control))
-                {
-                    rejected.push(reject(
-                        "rule_ids must be non-empty and free of control characters".into(),
-                    ));
+                if let Err(problem) = storable(&event) {
+                    rejected.push(reject(problem));
                     continue;
                 }
                 if !seen.insert(event.event_id) {

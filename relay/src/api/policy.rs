@@ -28,14 +28,15 @@ pub struct PolicyUpdate {
     pub yaml: String,
 }
 
-const MAX_WAIT_SECONDS: u64 = 60;
+/// Below the server-wide 30 s request timeout, with room for the lookups around the wait.
+const MAX_WAIT_SECONDS: u64 = 25;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PolicyQuery {
-    /// With If-None-Match: hold the request up to this many seconds (at most 60) until the
+    /// With If-None-Match: hold the request up to this many seconds (at most 25) until the
     /// policy changes; 304 if it does not.
-    #[param(maximum = 60)]
+    #[param(maximum = 25)]
     pub wait: Option<u64>,
 }
 
