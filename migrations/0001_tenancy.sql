@@ -147,7 +147,7 @@ CREATE TABLE alerts (
 CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
 CREATE INDEX deploy_tokens_tenant ON deploy_tokens (tenant_id, created_at);
 CREATE INDEX devices_tenant ON devices (tenant_id, enrolled_at);
-CREATE INDEX sessions_tenant_seen ON sessions (tenant_id, last_seen_at DESC);
+CREATE INDEX sessions_tenant_started ON sessions (tenant_id, started_at DESC);
 CREATE INDEX alerts_tenant_created ON alerts (tenant_id, created_at DESC, alert_id DESC);
 
 -- Row level security, enabled and forced on every table, one policy each.

@@ -346,11 +346,12 @@ pub async fn list_sessions(
     key: TenantKey,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    // Sessions are keyed by text ids; the page key is (last_seen_at, a UUID derived from the
-    // row's identity) so the cursor format stays the same everywhere.
+    // Sessions are keyed by text ids; the page key is (started_at, a UUID derived from the
+    // row's identity) so the cursor format stays the same everywhere. started_at, not
+    // last_seen_at: a key that ingest keeps moving would skip or repeat rows across pages.
     let sql = format!(
         "SELECT ts, id, item FROM (
-             SELECT last_seen_at AS ts,
+             SELECT started_at AS ts,
                     md5(device_id::text || '/' || session_id)::uuid AS id,
                     jsonb_build_object('session_id', session_id, 'device_id', device_id,
                         'platform', platform, 'started_at', started_at,
@@ -373,7 +374,7 @@ pub async fn list_agents(
 ) -> Result<Json<Page>, ApiError> {
     let sql = format!(
         "SELECT ts, id, item FROM (
-             SELECT last_seen_at AS ts, md5(device_id::text || '/' || platform)::uuid AS id,
+             SELECT first_seen_at AS ts, md5(device_id::text || '/' || platform)::uuid AS id,
                     jsonb_build_object('device_id', device_id, 'platform', platform,
                         'first_seen_at', first_seen_at, 'last_seen_at', last_seen_at,
                         'actions', actions) AS item
