@@ -69,7 +69,12 @@ if [ -x target/st-venv/bin/schemathesis ]; then
     echo "using $(target/st-venv/bin/schemathesis --version)"
 else
     mkdir -p target
-    python3 -m venv target/st-venv
+    if ! python3 -m venv target/st-venv 2>/dev/null; then
+        # Debian-like systems ship venv separately.
+        echo "installing python3-venv"
+        $( [ "$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv target/st-venv
+    fi
     target/st-venv/bin/pip install -q 'schemathesis==4.*'
     echo "installed $(target/st-venv/bin/schemathesis --version) into target/st-venv"
 fi
