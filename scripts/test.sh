@@ -17,6 +17,12 @@ fi
 cargo --version
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+    as_root apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 step "postgres for the relay tests"
 # Use a Postgres that answers on 127.0.0.1:5432 (trust auth for user postgres); otherwise start
 # a private one on port 55432 in a temporary directory (installing the server if needed) and
@@ -39,9 +45,9 @@ else
     if [ -z "$pg_bin" ]; then
         echo "installing the PostgreSQL server"
         if command -v apt-get >/dev/null; then
-            $( [ "$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq postgresql >/dev/null
+            apt_install postgresql
         elif command -v dnf >/dev/null; then
-            $( [ "$(id -u)" = 0 ] || echo sudo ) dnf install -y -q postgresql-server >/dev/null
+            as_root dnf install -y -q postgresql-server >/dev/null
         else
             echo "no Postgres on 127.0.0.1:5432 and no package manager to install one" >&2
             exit 1
@@ -72,7 +78,7 @@ else
     if ! python3 -m venv target/st-venv 2>/dev/null; then
         # Debian-like systems ship venv separately.
         echo "installing python3-venv"
-        $( [ "$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq python3-venv >/dev/null
+        apt_install python3-venv
         python3 -m venv target/st-venv
     fi
     target/st-venv/bin/pip install -q 'schemathesis==4.*'
