@@ -22,6 +22,14 @@ pub struct DeviceToken {
     pub device_id: Uuid,
 }
 
+/// The peer's address (the service is served with connect info); `None` in-process.
+pub fn peer(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 fn bearer(parts: &Parts, kind: Kind) -> Result<&str, ApiError> {
     let header = parts
         .headers
@@ -46,6 +54,7 @@ impl FromRequestParts<AppState> for TenantKey {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts, Kind::ApiKey)?;
+        state.refuse_blocked_peer(peer(parts))?;
         let client = state.pool.get().await?;
         let row = client
             .query_opt(
@@ -55,7 +64,10 @@ impl FromRequestParts<AppState> for TenantKey {
                 &[&tokens::hash(token)],
             )
             .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+            .ok_or_else(|| {
+                state.note_failed_lookup(peer(parts));
+                ApiError::unauthorized("unknown or revoked API key")
+            })?;
         let tenant_id = row.get(0);
         state.admit(tenant_id)?;
         Ok(TenantKey { tenant_id })
@@ -67,6 +79,7 @@ impl FromRequestParts<AppState> for DeviceToken {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts, Kind::Device)?;
+        state.refuse_blocked_peer(peer(parts))?;
         let client = state.pool.get().await?;
         let row = client
             .query_opt(
@@ -77,6 +90,7 @@ impl FromRequestParts<AppState> for DeviceToken {
             )
             .await?
             .ok_or_else(|| {
+                state.note_failed_lookup(peer(parts));
                 ApiError::unauthorized("unknown or revoked device token; enroll again")
             })?;
         let device = DeviceToken {
@@ -121,5 +135,16 @@ impl FromRequestParts<AppState> for Caller {
                 TenantKey::from_request_parts(parts, state).await?,
             ))
         }
+    }
+}
+
+/// The caller's address, for endpoints that authenticate in the handler (enrollment).
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer(parts)))
     }
 }

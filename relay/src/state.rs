@@ -1,9 +1,11 @@
 //! What every handler gets, passed explicitly as axum state: the database pool, the per-tenant
 //! rate limiter and the metrics.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -19,7 +21,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Tenants whose policy just changed (from every relay process, via Postgres NOTIFY).
     pub policy_changes: tokio::sync::broadcast::Sender<Uuid>,
+    /// Failed token lookups per peer address: past the budget the address is refused before
+    /// any database work, so guessing tokens cannot load Postgres.
+    failed_lookups: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    blocked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
 }
+
+/// Failed lookups a peer address may make per second, and in a burst.
+const FAILED_LOOKUPS_PER_SECOND: u32 = 20;
+const FAILED_LOOKUPS_BURST: u32 = 100;
 
 impl AppState {
     pub fn new(
@@ -35,6 +45,38 @@ impl AppState {
             limiter: Arc::new(DefaultKeyedRateLimiter::keyed(quota)),
             metrics: Arc::new(Metrics::new()),
             policy_changes,
+            failed_lookups: Arc::new(DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(NonZeroU32::new(FAILED_LOOKUPS_PER_SECOND).unwrap())
+                    .allow_burst(NonZeroU32::new(FAILED_LOOKUPS_BURST).unwrap()),
+            )),
+            blocked: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Refuses a peer address that has failed too many token lookups, before any lookup.
+    pub fn refuse_blocked_peer(&self, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(peer) = peer else { return Ok(()) };
+        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        blocked.retain(|_, until| *until > now);
+        match blocked.get(&peer) {
+            Some(until) => Err(too_many_failures(*until - now)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed token lookup from `peer`; past the budget the peer is blocked for a while.
+    pub fn note_failed_lookup(&self, peer: Option<IpAddr>) {
+        let Some(peer) = peer else { return };
+        if let Err(not_until) = self.failed_lookups.check_key(&peer) {
+            let wait = not_until
+                .wait_time_from(DefaultClock::default().now())
+                .max(Duration::from_secs(1));
+            self.blocked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(peer, Instant::now() + wait);
+            tracing::warn!(%peer, "too many failed token lookups; address refused for a while");
         }
     }
 
@@ -56,5 +98,16 @@ impl AppState {
                 })
             }
         }
+    }
+}
+
+fn too_many_failures(wait: Duration) -> ApiError {
+    ApiError {
+        retry_after: Some(wait.as_secs().max(1)),
+        ..ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed authentications from this address; retry later",
+        )
     }
 }

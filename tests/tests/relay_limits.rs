@@ -92,3 +92,41 @@ fn metrics_count_requests_by_route_and_ingested_events() {
         "no secrets in metrics"
     );
 }
+
+/// Guessing tokens: well-formed unknown tokens (the checksum is public) from one address are
+/// refused with 429 once past the failure budget, before any database lookup.
+#[test]
+fn an_address_guessing_tokens_is_refused_for_a_while() {
+    use quint_policy::redact::checksum::with_checksum;
+    let relay = Relay::start();
+    let tenant = relay.create_tenant("Acme");
+    let mut statuses = Vec::new();
+    for n in 0..130 {
+        let guess = with_checksum("qdv_", &format!("{n:0>30}"));
+        let answer = relay.call(
+            "POST",
+            "/v1/ingest",
+            Some(&guess),
+            Some(&json!({"events": []})),
+        );
+        statuses.push(answer.status);
+        if answer.status == 429 {
+            assert!(answer.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("failed authentications"));
+            assert!(answer.retry_after.is_some());
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 401).count() >= 100,
+        "the burst is answered normally"
+    );
+    let blocked = relay.call("GET", "/v1/devices", Some(&tenant.api_key), None);
+    assert_eq!(blocked.status, 429, "the address is refused while blocked");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let again = relay.call("GET", "/v1/devices", Some(&tenant.api_key), None);
+    assert_eq!(again.status, 200, "and served again once the block ends");
+}

@@ -7,6 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::auth::Peer;
 use crate::error::{ApiError, Body, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
@@ -42,10 +43,12 @@ const MAX_FIELD: usize = 256;
     responses((status = 201, description = "Enrolled", body = EnrollReply),
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "Unknown, expired, used-up or revoked deploy token", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address", body = ErrorBody),
         (status = 413, description = "Body over 10 MB", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody)))]
 pub async fn enroll(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<EnrollReply>), ApiError> {
     let request: EnrollRequest = serde_json::from_slice(&body)
@@ -66,6 +69,7 @@ pub async fn enroll(
     if !tokens::well_formed(Kind::Deploy, &request.deploy_token) {
         return Err(ApiError::unauthorized("not a valid qdt_ deploy token"));
     }
+    state.refuse_blocked_peer(peer)?;
     // Redeeming a use and creating the device commit together: a failed enrollment does not
     // spend a use of the token.
     let mut client = state.pool.get().await?;
@@ -85,6 +89,7 @@ pub async fn enroll(
         _ => Some("unknown deploy token"),
     };
     if let Some(message) = message {
+        state.note_failed_lookup(peer);
         return Err(ApiError::unauthorized(message));
     }
     let tenant_id: Uuid = row.get(1);
