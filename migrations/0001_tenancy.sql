@@ -20,6 +20,18 @@ BEGIN
         CREATE ROLE quint_auth NOLOGIN NOSUPERUSER NOBYPASSRLS;
     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
     END;
+    -- Roles that already existed get their attributes re-asserted (only a superuser may
+    -- change them; otherwise say so and carry on).
+    -- Only when they differ: concurrent migrations would otherwise update the same row.
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname IN ('quint_app', 'quint_auth')
+               AND (rolcanlogin OR rolsuper OR rolbypassrls)) THEN
+        BEGIN
+            ALTER ROLE quint_app NOLOGIN NOSUPERUSER NOBYPASSRLS;
+            ALTER ROLE quint_auth NOLOGIN NOSUPERUSER NOBYPASSRLS;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'cannot re-assert the attributes of quint_app/quint_auth: %', SQLERRM;
+        END;
+    END IF;
 END
 $$;
 
