@@ -59,11 +59,7 @@ pub fn prepare_for_storage(redactor: &Redactor, event: &mut Event) -> usize {
 /// session id, tool name, platform, and label keys and values. Returns how many were found.
 pub fn scrub_event(redactor: &Redactor, event: &mut Event) -> usize {
     let mut found = 0;
-    let mut scrub = |text: &str| {
-        let (redacted, findings) = redactor.redact(text);
-        found += findings.len();
-        redacted
-    };
+    let mut scrub = |text: &str| redactor.redact_counted(text, &mut found);
     if let Some(target) = &event.target {
         event.target = Some(scrub(target));
     }

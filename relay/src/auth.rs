@@ -49,28 +49,45 @@ fn bearer(parts: &Parts, kind: Kind) -> Result<&str, ApiError> {
     Ok(token)
 }
 
+/// The bearer token of `kind`, looked up with `sql` (a definer function, hash in): the peer is
+/// refused first if it has failed too often, a miss counts against it, and a hit counts against
+/// the tenant's rate (the tenant is the row's first column).
+async fn look_up(
+    parts: &Parts,
+    state: &AppState,
+    kind: Kind,
+    sql: &str,
+    unknown: &str,
+) -> Result<tokio_postgres::Row, ApiError> {
+    let token = bearer(parts, kind)?;
+    state.refuse_blocked_peer(peer(parts))?;
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt(&client.prepare_cached(sql).await?, &[&tokens::hash(token)])
+        .await?
+        .ok_or_else(|| {
+            state.note_failed_lookup(peer(parts));
+            ApiError::unauthorized(unknown)
+        })?;
+    state.admit(row.get(0))?;
+    Ok(row)
+}
+
 impl FromRequestParts<AppState> for TenantKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts, Kind::ApiKey)?;
-        state.refuse_blocked_peer(peer(parts))?;
-        let client = state.pool.get().await?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT tenant_id FROM quint_auth_api_key($1)")
-                    .await?,
-                &[&tokens::hash(token)],
-            )
-            .await?
-            .ok_or_else(|| {
-                state.note_failed_lookup(peer(parts));
-                ApiError::unauthorized("unknown or revoked API key")
-            })?;
-        let tenant_id = row.get(0);
-        state.admit(tenant_id)?;
-        Ok(TenantKey { tenant_id })
+        let row = look_up(
+            parts,
+            state,
+            Kind::ApiKey,
+            "SELECT tenant_id FROM quint_auth_api_key($1)",
+            "unknown or revoked API key",
+        )
+        .await?;
+        Ok(TenantKey {
+            tenant_id: row.get(0),
+        })
     }
 }
 
@@ -78,27 +95,18 @@ impl FromRequestParts<AppState> for DeviceToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts, Kind::Device)?;
-        state.refuse_blocked_peer(peer(parts))?;
-        let client = state.pool.get().await?;
-        let row = client
-            .query_opt(
-                &client
-                    .prepare_cached("SELECT tenant_id, device_id FROM quint_auth_device($1)")
-                    .await?,
-                &[&tokens::hash(token)],
-            )
-            .await?
-            .ok_or_else(|| {
-                state.note_failed_lookup(peer(parts));
-                ApiError::unauthorized("unknown or revoked device token; enroll again")
-            })?;
-        let device = DeviceToken {
+        let row = look_up(
+            parts,
+            state,
+            Kind::Device,
+            "SELECT tenant_id, device_id FROM quint_auth_device($1)",
+            "unknown or revoked device token; enroll again",
+        )
+        .await?;
+        Ok(DeviceToken {
             tenant_id: row.get(0),
             device_id: row.get(1),
-        };
-        state.admit(device.tenant_id)?;
-        Ok(device)
+        })
     }
 }
 

@@ -105,6 +105,11 @@ impl IntoResponse for ApiError {
 /// every failure answers in the same JSON shape.
 pub struct Body(pub axum::body::Bytes);
 
+/// Parses a JSON request body; a 400 says `what` was wrong and why.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+}
+
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
     type Rejection = ApiError;
 
@@ -170,4 +175,18 @@ pub struct ErrorDetail {
     /// invalid_policy, rate_limited, database.
     pub code: String,
     pub message: String,
+}
+
+/// The failures every authenticated endpoint can answer with, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommonErrors {
+    #[response(status = 400, description = "Bad request")]
+    BadRequest(ErrorBody),
+    #[response(status = 401, description = "Missing, malformed or unknown credential")]
+    Unauthorized(ErrorBody),
+    #[response(status = 429, description = "Over the tenant's rate; see Retry-After")]
+    RateLimited(ErrorBody),
+    #[response(status = 503, description = "Database unavailable")]
+    Unavailable(ErrorBody),
 }

@@ -439,15 +439,17 @@ impl Redactor {
         (redacted, found)
     }
 
+    /// The text redacted, adding the number of secrets replaced to `found`.
+    pub fn redact_counted(&self, text: &str, found: &mut usize) -> String {
+        let (redacted, findings) = self.redact(text);
+        *found += findings.len();
+        redacted
+    }
+
     fn redact_json_into(&self, value: &serde_json::Value, found: &mut usize) -> serde_json::Value {
         use serde_json::Value;
-        let mut text = |t: &str| {
-            let (redacted, findings) = self.redact(t);
-            *found += findings.len();
-            redacted
-        };
         match value {
-            Value::String(t) => Value::String(text(t)),
+            Value::String(t) => Value::String(self.redact_counted(t, found)),
             Value::Array(items) => Value::Array(
                 items
                     .iter()
@@ -458,11 +460,7 @@ impl Redactor {
                 fields
                     .iter()
                     .map(|(k, v)| {
-                        let key = {
-                            let (redacted, findings) = self.redact(k);
-                            *found += findings.len();
-                            redacted
-                        };
+                        let key = self.redact_counted(k, found);
                         (key, self.redact_json_into(v, found))
                     })
                     .collect(),

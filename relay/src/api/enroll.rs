@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Peer;
-use crate::error::{ApiError, Body, ErrorBody};
+use crate::error::{parse_json, ApiError, Body, ErrorBody};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
 
@@ -51,8 +51,7 @@ pub async fn enroll(
     Peer(peer): Peer,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<EnrollReply>), ApiError> {
-    let request: EnrollRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid enrollment request: {e}")))?;
+    let request: EnrollRequest = parse_json(&body, "invalid enrollment request")?;
     for (name, value) in [
         ("host.hostname", &request.host.hostname),
         ("host.os", &request.host.os),

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::DeviceToken;
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body, ErrorBody};
+use crate::error::{ApiError, Body, CommonErrors, ErrorBody};
 use crate::state::AppState;
 
 pub const MAX_EVENTS: usize = 500;
@@ -62,7 +62,7 @@ pub struct IngestBatch {
     security(("device_token" = [])),
     responses((status = 200, description = "Per-event outcome", body = IngestReply),
         (status = 413, description = "More than 500 events or over 10 MB", body = ErrorBody),
-        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+        CommonErrors))]
 pub async fn ingest(
     State(state): State<AppState>,
     device: DeviceToken,

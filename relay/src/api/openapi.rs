@@ -42,3 +42,34 @@ impl Modify for BearerSchemes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation that takes a credential documents the common failures, with the error
+    /// body, so clients (and schemathesis) know their shape.
+    #[test]
+    fn authenticated_operations_document_the_common_errors() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut checked = 0;
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                if operation.get("security").is_none() {
+                    continue;
+                }
+                checked += 1;
+                for status in ["400", "401", "429", "503"] {
+                    let response = &operation["responses"][status];
+                    assert!(
+                        response["content"]["application/json"]["schema"]["$ref"]
+                            .as_str()
+                            .is_some_and(|r| r.ends_with("/ErrorBody")),
+                        "{method} {path}: {status} is {response}"
+                    );
+                }
+            }
+        }
+        assert!(checked >= 13, "{checked} authenticated operations");
+    }
+}

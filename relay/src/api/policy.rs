@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::auth::TenantKey;
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body, ErrorBody, Query};
+use crate::error::{parse_json, ApiError, Body, CommonErrors, ErrorBody, Query};
 use crate::state::AppState;
 
 /// The name a tenant's layer has in error messages.
@@ -71,14 +71,13 @@ pub struct PolicyDocument {
     responses((status = 200, description = "Stored", body = PolicyStored),
         (status = 413, description = "Layer over 1 MB", body = ErrorBody),
         (status = 422, description = "Invalid policy: file, line and rule", body = ErrorBody),
-        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+        CommonErrors))]
 pub async fn put_policy(
     State(state): State<AppState>,
     key: TenantKey,
     Body(body): Body,
 ) -> Result<Json<PolicyStored>, ApiError> {
-    let update: PolicyUpdate = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"yaml\": \"…\"}}: {e}")))?;
+    let update: PolicyUpdate = parse_json(&body, "expected {\"yaml\": \"…\"}")?;
     if update.yaml.len() > MAX_POLICY_BYTES {
         return Err(ApiError::too_large("a policy layer is at most 1 MB"));
     }
@@ -124,7 +123,7 @@ pub async fn put_policy(
     responses((status = 200, description = "The layer", body = PolicyDocument),
         (status = 304, description = "Unchanged since If-None-Match"),
         (status = 404, description = "No layer set", body = ErrorBody),
-        (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+        CommonErrors))]
 pub async fn get_policy(
     State(state): State<AppState>,
     caller: Caller,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::TenantKey;
 use crate::db::tenant_transaction;
-use crate::error::{ApiError, Body, ErrorBody, Path, Query};
+use crate::error::{parse_json, ApiError, Body, CommonErrors, ErrorBody, Path, Query};
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
 
@@ -103,7 +103,7 @@ const AFTER: &str = "($1::timestamptz IS NULL OR (ts, id) < ($1, $2::uuid))";
 
 /// Devices of the tenant.
 #[utoipa::path(get, path = "/v1/devices", tag = "devices", params(ListQuery), security(("api_key" = [])),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
 pub async fn list_devices(
     State(state): State<AppState>,
     key: TenantKey,
@@ -127,23 +127,37 @@ pub async fn list_devices(
 /// Revoke a device: its token stops working at once.
 #[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices", params(("id" = Uuid, Path, description = "device id")),
     security(("api_key" = [])),
-    responses((status = 204, description = "Revoked"), (status = 404, description = "No such device", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such device", body = ErrorBody), CommonErrors))]
 pub async fn revoke_device(
     State(state): State<AppState>,
     key: TenantKey,
     Path(device_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    revoke(
+        &state,
+        key.tenant_id,
+        "UPDATE devices SET revoked_at = coalesce(revoked_at, now()) WHERE device_id = $1",
+        device_id,
+        "device",
+    )
+    .await
+}
+
+/// Marks one of the tenant's objects revoked (`sql` takes its id); 404 when the tenant has no
+/// such object, whoever else might.
+async fn revoke(
+    state: &AppState,
+    tenant: Uuid,
+    sql: &str,
+    id: Uuid,
+    what: &str,
+) -> Result<StatusCode, ApiError> {
     let mut client = state.pool.get().await?;
-    let tx = tenant_transaction(&mut client, key.tenant_id).await?;
-    let changed = tx
-        .execute(
-            "UPDATE devices SET revoked_at = coalesce(revoked_at, now()) WHERE device_id = $1",
-            &[&device_id],
-        )
-        .await?;
+    let tx = tenant_transaction(&mut client, tenant).await?;
+    let changed = tx.execute(sql, &[&id]).await?;
     tx.commit().await?;
     if changed == 0 {
-        return Err(ApiError::not_found("device"));
+        return Err(ApiError::not_found(what));
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -171,7 +185,7 @@ pub struct DeployTokenCreated {
 /// Create a deploy token (returned once).
 #[utoipa::path(post, path = "/v1/deploy-tokens", tag = "deploy tokens", request_body = NewDeployToken,
     security(("api_key" = [])),
-    responses((status = 201, description = "Created", body = DeployTokenCreated), (status = 413, description = "Body over 10 MB", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = DeployTokenCreated), (status = 413, description = "Body over 10 MB", body = ErrorBody), CommonErrors))]
 pub async fn create_deploy_token(
     State(state): State<AppState>,
     key: TenantKey,
@@ -184,8 +198,7 @@ pub async fn create_deploy_token(
             max_uses: None,
         }
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid deploy token request: {e}")))?
+        parse_json(&body, "invalid deploy token request")?
     };
     let hours = request.expires_in_hours.unwrap_or(24 * 30);
     if !(1..=24 * 366).contains(&hours) {
@@ -233,7 +246,7 @@ pub async fn create_deploy_token(
 
 /// Deploy tokens of the tenant (never the tokens themselves).
 #[utoipa::path(get, path = "/v1/deploy-tokens", tag = "deploy tokens", params(ListQuery), security(("api_key" = [])),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
 pub async fn list_deploy_tokens(
     State(state): State<AppState>,
     key: TenantKey,
@@ -256,25 +269,20 @@ pub async fn list_deploy_tokens(
 /// Revoke a deploy token.
 #[utoipa::path(delete, path = "/v1/deploy-tokens/{id}", tag = "deploy tokens", params(("id" = Uuid, Path, description = "deploy token id")),
     security(("api_key" = [])),
-    responses((status = 204, description = "Revoked"), (status = 404, description = "No such deploy token", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such deploy token", body = ErrorBody), CommonErrors))]
 pub async fn revoke_deploy_token(
     State(state): State<AppState>,
     key: TenantKey,
     Path(token_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut client = state.pool.get().await?;
-    let tx = tenant_transaction(&mut client, key.tenant_id).await?;
-    let changed = tx
-        .execute(
-            "UPDATE deploy_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE token_id = $1",
-            &[&token_id],
-        )
-        .await?;
-    tx.commit().await?;
-    if changed == 0 {
-        return Err(ApiError::not_found("deploy token"));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    revoke(
+        &state,
+        key.tenant_id,
+        "UPDATE deploy_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE token_id = $1",
+        token_id,
+        "deploy token",
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -292,7 +300,7 @@ pub struct ActionsQuery {
 
 /// Actions, filtered by session, device, platform, decision and time.
 #[utoipa::path(get, path = "/v1/actions", tag = "actions", params(ActionsQuery), security(("api_key" = [])),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
 pub async fn list_actions(
     State(state): State<AppState>,
     key: TenantKey,
@@ -340,7 +348,7 @@ pub async fn list_actions(
 
 /// Agent sessions.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", params(ListQuery), security(("api_key" = [])),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
 pub async fn list_sessions(
     State(state): State<AppState>,
     key: TenantKey,
@@ -366,7 +374,7 @@ pub async fn list_sessions(
 
 /// Agents seen per device.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListQuery), security(("api_key" = [])),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
 pub async fn list_agents(
     State(state): State<AppState>,
     key: TenantKey,
@@ -398,7 +406,7 @@ const ALERT_STATUSES: &[&str] = &["open", "acknowledged", "resolved"];
 
 /// Alerts (denials and alert verdicts).
 #[utoipa::path(get, path = "/v1/alerts", tag = "alerts", params(AlertsQuery), security(("api_key" = [])),
-    responses((status = 200, description = "A page, newest first", body = Page), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
 pub async fn list_alerts(
     State(state): State<AppState>,
     key: TenantKey,
@@ -445,15 +453,14 @@ pub struct AlertState {
 /// Acknowledge or resolve an alert.
 #[utoipa::path(patch, path = "/v1/alerts/{id}", tag = "alerts", params(("id" = Uuid, Path, description = "alert id")),
     request_body = AlertChange, security(("api_key" = [])),
-    responses((status = 200, description = "Changed", body = AlertState), (status = 404, description = "No such alert", body = ErrorBody), (status = 413, description = "Body over 10 MB", body = ErrorBody), (status = 400, description = "Bad request", body = ErrorBody), (status = 401, description = "Missing, malformed or unknown credential", body = ErrorBody), (status = 429, description = "Over the tenant's rate; see Retry-After", body = ErrorBody), (status = 503, description = "Database unavailable", body = ErrorBody)))]
+    responses((status = 200, description = "Changed", body = AlertState), (status = 404, description = "No such alert", body = ErrorBody), (status = 413, description = "Body over 10 MB", body = ErrorBody), CommonErrors))]
 pub async fn update_alert(
     State(state): State<AppState>,
     key: TenantKey,
     Path(alert_id): Path<Uuid>,
     Body(body): Body,
 ) -> Result<Json<AlertState>, ApiError> {
-    let change: AlertChange = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("expected {{\"status\": …}}: {e}")))?;
+    let change: AlertChange = parse_json(&body, "expected {\"status\": …}")?;
     if !["acknowledged", "resolved"].contains(&change.status.as_str()) {
         return Err(ApiError::bad_request(
             "status must be \"acknowledged\" or \"resolved\"",
