@@ -63,12 +63,13 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-/// Runs a keyset-paginated listing: `sql` selects `(ts, id, item jsonb)` rows after
-/// `($1, $2)` (or from the start when null), newest first, limit `$3`.
+/// Runs a keyset-paginated listing: `rows` selects `(ts, id, item jsonb)`; the page is the rows
+/// after `($1, $2)` (or from the start when null), newest first, at most `$3`. Extra parameters
+/// start at `$4`.
 async fn keyset_page(
     state: &AppState,
     tenant: Uuid,
-    sql: &str,
+    rows: &str,
     query: &ListQuery,
     extra: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Page, ApiError> {
@@ -81,7 +82,12 @@ async fn keyset_page(
     params.extend_from_slice(extra);
     let mut client = state.pool.get().await?;
     let tx = tenant_transaction(&mut client, tenant).await?;
-    let rows = tx.query(sql, &params).await?;
+    let sql = format!(
+        "SELECT ts, id, item FROM ({rows}) page
+         WHERE ($1::timestamptz IS NULL OR (ts, id) < ($1, $2::uuid))
+         ORDER BY ts DESC, id DESC LIMIT $3"
+    );
+    let rows = tx.query(&sql, &params).await?;
     tx.commit().await?;
     let mut items: Vec<(DateTime<Utc>, Uuid, Value)> = rows
         .iter()
@@ -99,8 +105,6 @@ async fn keyset_page(
     })
 }
 
-const AFTER: &str = "($1::timestamptz IS NULL OR (ts, id) < ($1, $2::uuid))";
-
 /// Devices of the tenant.
 #[utoipa::path(get, path = "/v1/devices", tag = "devices", params(ListQuery), security(("api_key" = [])),
     responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
@@ -109,18 +113,14 @@ pub async fn list_devices(
     key: TenantKey,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    let sql = format!(
-        "SELECT ts, id, item FROM (
-             SELECT enrolled_at AS ts, device_id AS id, jsonb_build_object(
+    let sql = "SELECT enrolled_at AS ts, device_id AS id, jsonb_build_object(
                  'device_id', device_id, 'hostname', hostname, 'os', os, 'arch', arch,
                  'machine_id', machine_id, 'daemon_version', daemon_version,
                  'enrolled_at', enrolled_at, 'last_seen_at', last_seen_at,
                  'revoked', revoked_at IS NOT NULL) AS item
-             FROM devices) d
-         WHERE {AFTER} ORDER BY ts DESC, id DESC LIMIT $3"
-    );
+             FROM devices";
     Ok(Json(
-        keyset_page(&state, key.tenant_id, &sql, &query, &[]).await?,
+        keyset_page(&state, key.tenant_id, sql, &query, &[]).await?,
     ))
 }
 
@@ -252,17 +252,13 @@ pub async fn list_deploy_tokens(
     key: TenantKey,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    let sql = format!(
-        "SELECT ts, id, item FROM (
-             SELECT created_at AS ts, token_id AS id, jsonb_build_object(
+    let sql = "SELECT created_at AS ts, token_id AS id, jsonb_build_object(
                  'id', token_id, 'name', name, 'created_at', created_at,
                  'expires_at', expires_at, 'max_uses', max_uses, 'uses', uses,
                  'revoked', revoked_at IS NOT NULL) AS item
-             FROM deploy_tokens) t
-         WHERE {AFTER} ORDER BY ts DESC, id DESC LIMIT $3"
-    );
+             FROM deploy_tokens";
     Ok(Json(
-        keyset_page(&state, key.tenant_id, &sql, &query, &[]).await?,
+        keyset_page(&state, key.tenant_id, sql, &query, &[]).await?,
     ))
 }
 
@@ -311,18 +307,15 @@ pub async fn list_actions(
             .parse::<quint_policy::Decision>()
             .map_err(ApiError::bad_request)?;
     }
-    let sql = format!(
-        "SELECT ts, id, item FROM (
-             SELECT ts, event_id AS id, payload AS item, session_id, device_id, platform, decision
+    let sql =
+        "SELECT ts, event_id AS id, payload AS item, session_id, device_id, platform, decision
              FROM actions
              WHERE ($4::text IS NULL OR session_id = $4)
                AND ($5::uuid IS NULL OR device_id = $5)
                AND ($6::text IS NULL OR platform = $6)
                AND ($7::text IS NULL OR decision = $7)
                AND ($8::timestamptz IS NULL OR ts >= $8)
-               AND ($9::timestamptz IS NULL OR ts < $9)) a
-         WHERE {AFTER} ORDER BY ts DESC, id DESC LIMIT $3"
-    );
+               AND ($9::timestamptz IS NULL OR ts < $9)";
     let page = ListQuery {
         limit: query.limit,
         cursor: query.cursor.clone(),
@@ -331,7 +324,7 @@ pub async fn list_actions(
         keyset_page(
             &state,
             key.tenant_id,
-            &sql,
+            sql,
             &page,
             &[
                 &query.session,
@@ -357,18 +350,14 @@ pub async fn list_sessions(
     // Sessions are keyed by text ids; the page key is (started_at, a UUID derived from the
     // row's identity) so the cursor format stays the same everywhere. started_at, not
     // last_seen_at: a key that ingest keeps moving would skip or repeat rows across pages.
-    let sql = format!(
-        "SELECT ts, id, item FROM (
-             SELECT started_at AS ts,
+    let sql = "SELECT started_at AS ts,
                     md5(device_id::text || '/' || session_id)::uuid AS id,
                     jsonb_build_object('session_id', session_id, 'device_id', device_id,
                         'platform', platform, 'started_at', started_at,
                         'last_seen_at', last_seen_at, 'actions', actions, 'denied', denied) AS item
-             FROM sessions) s
-         WHERE {AFTER} ORDER BY ts DESC, id DESC LIMIT $3"
-    );
+             FROM sessions";
     Ok(Json(
-        keyset_page(&state, key.tenant_id, &sql, &query, &[]).await?,
+        keyset_page(&state, key.tenant_id, sql, &query, &[]).await?,
     ))
 }
 
@@ -380,17 +369,13 @@ pub async fn list_agents(
     key: TenantKey,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    let sql = format!(
-        "SELECT ts, id, item FROM (
-             SELECT first_seen_at AS ts, md5(device_id::text || '/' || platform)::uuid AS id,
+    let sql = "SELECT first_seen_at AS ts, md5(device_id::text || '/' || platform)::uuid AS id,
                     jsonb_build_object('device_id', device_id, 'platform', platform,
                         'first_seen_at', first_seen_at, 'last_seen_at', last_seen_at,
                         'actions', actions) AS item
-             FROM agents) a
-         WHERE {AFTER} ORDER BY ts DESC, id DESC LIMIT $3"
-    );
+             FROM agents";
     Ok(Json(
-        keyset_page(&state, key.tenant_id, &sql, &query, &[]).await?,
+        keyset_page(&state, key.tenant_id, sql, &query, &[]).await?,
     ))
 }
 
@@ -419,21 +404,17 @@ pub async fn list_alerts(
             )));
         }
     }
-    let sql = format!(
-        "SELECT ts, id, item FROM (
-             SELECT created_at AS ts, alert_id AS id, jsonb_build_object(
+    let sql = "SELECT created_at AS ts, alert_id AS id, jsonb_build_object(
                  'id', alert_id, 'event_id', event_id, 'timestamp', ts, 'device_id', device_id,
                  'session_id', session_id, 'decision', decision, 'rule_ids', rule_ids,
                  'status', status, 'created_at', created_at, 'updated_at', updated_at) AS item
-             FROM alerts WHERE ($4::text IS NULL OR status = $4)) a
-         WHERE {AFTER} ORDER BY ts DESC, id DESC LIMIT $3"
-    );
+             FROM alerts WHERE ($4::text IS NULL OR status = $4)";
     let page = ListQuery {
         limit: query.limit,
         cursor: query.cursor.clone(),
     };
     Ok(Json(
-        keyset_page(&state, key.tenant_id, &sql, &page, &[&query.status]).await?,
+        keyset_page(&state, key.tenant_id, sql, &page, &[&query.status]).await?,
     ))
 }
 
