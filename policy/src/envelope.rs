@@ -76,14 +76,24 @@ impl Event {
     }
 
     /// Parses an envelope from JSON, refusing schema versions this build does not know.
+    /// Valid events are read once; only a failure reads the version on its own, so that an
+    /// event from a newer schema is named as such rather than as a field error.
     pub fn from_json(bytes: &[u8]) -> Result<Event, EnvelopeError> {
         #[derive(Deserialize)]
         struct VersionOnly {
             schema_version: Option<u16>,
         }
-        let version: VersionOnly = serde_json::from_slice(bytes).map_err(EnvelopeError::Json)?;
-        match version.schema_version {
-            Some(SCHEMA_VERSION) => serde_json::from_slice(bytes).map_err(EnvelopeError::Json),
+        let parsed = serde_json::from_slice::<Event>(bytes);
+        let version = match &parsed {
+            Ok(event) => Some(event.schema_version),
+            Err(_) => {
+                serde_json::from_slice::<VersionOnly>(bytes)
+                    .map_err(EnvelopeError::Json)?
+                    .schema_version
+            }
+        };
+        match version {
+            Some(SCHEMA_VERSION) => parsed.map_err(EnvelopeError::Json),
             Some(other) => Err(EnvelopeError::UnknownSchemaVersion(other)),
             None => Err(EnvelopeError::MissingSchemaVersion),
         }

@@ -1,5 +1,5 @@
 //! Prometheus metrics, served at `GET /metrics`: requests by route and status, ingested events
-//! by outcome, ingest batch latency, rate-limited requests.
+//! by outcome, ingest batch latency, replayed batches, rate-limited requests.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -14,6 +14,7 @@ pub struct Metrics {
     pub ingested: IntCounterVec,
     pub ingest_seconds: Histogram,
     pub rate_limited: IntCounter,
+    pub ingest_replayed_batches: IntCounter,
 }
 
 impl Metrics {
@@ -50,16 +51,26 @@ impl Metrics {
             "Requests refused by the per-tenant rate limit",
         )
         .unwrap();
+        let ingest_replayed_batches = IntCounter::new(
+            "quint_relay_ingest_replayed_batches_total",
+            "Batches that held already stored events (a device retrying) and were written again \
+             skipping those",
+        )
+        .unwrap();
         registry.register(Box::new(requests.clone())).unwrap();
         registry.register(Box::new(ingested.clone())).unwrap();
         registry.register(Box::new(ingest_seconds.clone())).unwrap();
         registry.register(Box::new(rate_limited.clone())).unwrap();
+        registry
+            .register(Box::new(ingest_replayed_batches.clone()))
+            .unwrap();
         Metrics {
             registry,
             requests,
             ingested,
             ingest_seconds,
             rate_limited,
+            ingest_replayed_batches,
         }
     }
 

@@ -3,11 +3,18 @@
 
 use anyhow::Context;
 
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_tenancy",
-    include_str!("../../migrations/0001_tenancy.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_tenancy",
+        include_str!("../../migrations/0001_tenancy.sql"),
+    ),
+    (
+        2,
+        "0002_ingest_indexes",
+        include_str!("../../migrations/0002_ingest_indexes.sql"),
+    ),
+];
 
 /// Applies what is missing; returns the names applied.
 pub async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<&'static str>> {

@@ -45,7 +45,7 @@ echo "$batched"
 echo "== POST /v1/ingest, open loop: 32 devices offering 50,000 events/s together, ${seconds}s"
 offered=$("$bin/quint-relay-load" --relay "http://127.0.0.1:$port" --api-key "$api_key" --seconds "$seconds" --rate 50000)
 echo "$offered"
-echo "== row-by-row INSERTs of the same events, 32 connections, ${seconds}s"
+echo "== row by row: the same writes one statement at a time, 32 connections, ${seconds}s"
 rows=$("$bin/quint-relay-load" --relay "http://127.0.0.1:$port" --api-key "$api_key" --seconds "$seconds" --row-by-row --database-url "$app_url")
 echo "$rows"
 python3 - "$batched" "$rows" "$offered" <<'PY'

@@ -111,12 +111,27 @@ fn bad_batches_are_refused_clearly_and_valid_events_survive() {
         None,
     );
     assert_eq!(again.json["accepted"], 2);
+    // A retried batch that also carries a new event: the new one is stored and counted once.
+    let newer = event("s1", "allow", "2026-11-27T10:00:07Z");
+    let mixed = ingest(
+        json!({"events": [good, newer]}).to_string().into_bytes(),
+        None,
+    );
+    assert_eq!(mixed.json["accepted"], 2, "{}", mixed.text);
     let actions = relay.call("GET", "/v1/actions", Some(&tenant.api_key), None);
     assert_eq!(
         actions.json["items"].as_array().unwrap().len(),
-        3,
+        4,
         "{}",
         actions.text
+    );
+    let metrics = relay.call("GET", "/metrics", None, None);
+    assert!(
+        metrics
+            .text
+            .contains("quint_relay_ingest_replayed_batches_total 2"),
+        "both retries counted: {}",
+        metrics.text
     );
     let alerts = relay.call("GET", "/v1/alerts", Some(&tenant.api_key), None);
     assert_eq!(
@@ -131,7 +146,7 @@ fn bad_batches_are_refused_clearly_and_valid_events_survive() {
         .iter()
         .find(|s| s["session_id"] == "s1")
         .expect("session s1");
-    assert_eq!(s1["actions"], 2);
+    assert_eq!(s1["actions"], 3);
     assert_eq!(s1["denied"], 1);
 }
 

@@ -1,8 +1,8 @@
 //! Load generator for `quint-relay serve`: N simulated devices (default 32) each upload
 //! 500-event batches as fast as the relay answers, for a fixed time; reports events/s and batch
-//! latency. `--row-by-row` instead inserts the same events one statement per event straight
-//! into Postgres (as the service's role, tenant set per transaction), the obvious alternative
-//! to one set-based statement per batch.
+//! latency. `--row-by-row` instead makes the relay's writes for the same events one statement
+//! at a time straight into Postgres (as the service's role, tenant set per transaction): the
+//! obvious alternative to set-based statements per batch.
 //!
 //! quint-relay-load --relay http://127.0.0.1:8080 --api-key qk_… [--devices 32] [--seconds 20]
 //!                  [--rate EVENTS_PER_S]   (open loop: each device sends on a fixed schedule)
@@ -181,7 +181,10 @@ fn main() {
                 let id_offsets: Vec<usize> = template_offsets(&body, &template);
                 let interval = (rate > 0.0)
                     .then(|| Duration::from_secs_f64(devices as f64 * batch as f64 / rate));
-                let mut next_send = Instant::now();
+                // Devices are spread evenly over one interval, as a fleet's upload times are:
+                // all 32 in phase would arrive as one burst per interval.
+                let mut next_send = Instant::now()
+                    + interval.map_or(Duration::ZERO, |i| i * device as u32 / devices as u32);
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(interval) = interval {
                         let now = Instant::now();
@@ -273,7 +276,9 @@ fn sha256(token: &str) -> Vec<u8> {
     sha2::Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// The alternative: every event its own INSERT, the batch one transaction.
+/// The alternative: the same writes the relay makes, one statement at a time: each event's
+/// action (a replay skipped), then its session and agent counted and, for a denial or alert,
+/// an alert opened; the batch one transaction.
 fn insert_row_by_row(
     client: &mut postgres::Client,
     tenant: uuid::Uuid,
@@ -286,7 +291,12 @@ fn insert_row_by_row(
         &[&tenant.to_string()],
     )
     .unwrap();
-    let statement = tx
+    tx.execute(
+        "UPDATE devices SET last_seen_at = now() WHERE device_id = $1",
+        &[&device],
+    )
+    .unwrap();
+    let action = tx
         .prepare(
             "INSERT INTO actions (tenant_id, event_id, ts, device_id, session_id, platform, source,
                                   action_type, tool_name, target, decision, rule_ids, risk_score, payload)
@@ -295,28 +305,92 @@ fn insert_row_by_row(
              ON CONFLICT DO NOTHING",
         )
         .unwrap();
-    for e in events {
-        let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-        tx.execute(
-            &statement,
-            &[
-                &tenant,
-                &s("event_id"),
-                &s("timestamp"),
-                &device,
-                &s("session_id"),
-                &s("platform"),
-                &s("source"),
-                &s("action_type"),
-                &s("tool_name"),
-                &s("target"),
-                &s("decision"),
-                &e["rule_ids"],
-                &(e["risk_score"].as_i64().unwrap_or(0) as i16),
-                e,
-            ],
+    let session = tx
+        .prepare(
+            "INSERT INTO sessions (tenant_id, device_id, session_id, platform, started_at, last_seen_at, actions, denied)
+             VALUES ($1, $2, $3, $4, $5::text::timestamptz, $5::text::timestamptz, 1, $6)
+             ON CONFLICT (tenant_id, device_id, session_id) DO UPDATE SET
+                 started_at = least(sessions.started_at, excluded.started_at),
+                 last_seen_at = greatest(sessions.last_seen_at, excluded.last_seen_at),
+                 actions = sessions.actions + 1,
+                 denied = sessions.denied + excluded.denied",
         )
         .unwrap();
+    let agent = tx
+        .prepare(
+            "INSERT INTO agents (tenant_id, device_id, platform, first_seen_at, last_seen_at, actions)
+             VALUES ($1, $2, $3, $4::text::timestamptz, $4::text::timestamptz, 1)
+             ON CONFLICT (tenant_id, device_id, platform) DO UPDATE SET
+                 first_seen_at = least(agents.first_seen_at, excluded.first_seen_at),
+                 last_seen_at = greatest(agents.last_seen_at, excluded.last_seen_at),
+                 actions = agents.actions + 1",
+        )
+        .unwrap();
+    let alert = tx
+        .prepare(
+            "INSERT INTO alerts (tenant_id, alert_id, event_id, ts, device_id, session_id, decision, rule_ids)
+             VALUES ($1, $2, $3::text::uuid, $4::text::timestamptz, $5, $6, $7,
+                     ARRAY(SELECT jsonb_array_elements_text($8::jsonb)))
+             ON CONFLICT (tenant_id, event_id) DO NOTHING",
+        )
+        .unwrap();
+    for e in events {
+        let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+        let (id, ts, session_id, platform, decision) = (
+            s("event_id"),
+            s("timestamp"),
+            s("session_id"),
+            s("platform"),
+            s("decision"),
+        );
+        let stored = tx
+            .execute(
+                &action,
+                &[
+                    &tenant,
+                    &id,
+                    &ts,
+                    &device,
+                    &session_id,
+                    &platform,
+                    &s("source"),
+                    &s("action_type"),
+                    &s("tool_name"),
+                    &s("target"),
+                    &decision,
+                    &e["rule_ids"],
+                    &(e["risk_score"].as_i64().unwrap_or(0) as i16),
+                    e,
+                ],
+            )
+            .unwrap();
+        if stored == 0 {
+            continue;
+        }
+        let denied = i64::from(decision == "deny");
+        tx.execute(
+            &session,
+            &[&tenant, &device, &session_id, &platform, &ts, &denied],
+        )
+        .unwrap();
+        tx.execute(&agent, &[&tenant, &device, &platform, &ts])
+            .unwrap();
+        if decision == "deny" || decision == "alert" {
+            tx.execute(
+                &alert,
+                &[
+                    &tenant,
+                    &uuid::Uuid::now_v7(),
+                    &id,
+                    &ts,
+                    &device,
+                    &session_id,
+                    &decision,
+                    &e["rule_ids"],
+                ],
+            )
+            .unwrap();
+        }
     }
     tx.commit().unwrap();
 }
