@@ -17,57 +17,20 @@ fi
 cargo --version
 rustup component list --installed 2>/dev/null | grep -qE '^(rustfmt|clippy)' || rustup component add rustfmt clippy
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-    as_root apt-get update -qq >/dev/null
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+source scripts/lib/private-postgres.sh  # also as_root, apt_install
 
 step "postgres for the relay tests"
 # Use a Postgres that answers on 127.0.0.1:5432 (trust auth for user postgres); otherwise start
 # a private one on port 55432 in a temporary directory (installing the server if needed) and
 # stop it on exit. QUINT_TEST_OWN_PG=1 forces the private one.
-own_pg_dir=""
-stop_own_pg() {
-    if [ -n "$own_pg_dir" ]; then
-        $pg_run "$pg_bin/pg_ctl" -D "$own_pg_dir/data" -m fast stop >/dev/null 2>&1 || true
-        rm -rf "$own_pg_dir"
-    fi
-}
-trap stop_own_pg EXIT
+trap private_pg_stop EXIT
 pg_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [ "${QUINT_TEST_OWN_PG:-0}" != 1 ] && pg_answers 5432; then
     export QUINT_TEST_PG="${QUINT_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
     echo "using the Postgres on 127.0.0.1:5432"
 else
-    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-    if [ -z "$pg_bin" ] && command -v initdb >/dev/null; then pg_bin=$(dirname "$(command -v initdb)"); fi
-    if [ -z "$pg_bin" ]; then
-        echo "installing the PostgreSQL server"
-        if command -v apt-get >/dev/null; then
-            apt_install postgresql
-        elif command -v dnf >/dev/null; then
-            as_root dnf install -y -q postgresql-server >/dev/null
-        else
-            echo "no Postgres on 127.0.0.1:5432 and no package manager to install one" >&2
-            exit 1
-        fi
-        pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-        [ -n "$pg_bin" ] || pg_bin=$(dirname "$(command -v initdb)")
-    fi
-    own_pg_dir=$(mktemp -d /tmp/quint-test-pg.XXXXXX)
-    pg_run=""
-    if [ "$(id -u)" = 0 ]; then
-        # The server refuses to run as root.
-        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-        chown postgres "$own_pg_dir"
-        pg_run="runuser -u postgres --"
-    fi
-    $pg_run "$pg_bin/initdb" -D "$own_pg_dir/data" -U postgres --auth=trust >/dev/null
-    $pg_run "$pg_bin/pg_ctl" -D "$own_pg_dir/data" -l "$own_pg_dir/log" -w \
-        -o "-p 55432 -k $own_pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
-    export QUINT_TEST_PG="postgres://postgres@127.0.0.1:55432/postgres"
-    echo "started a private Postgres on 127.0.0.1:55432 ($("$pg_bin/postgres" --version))"
+    private_pg_start 55432
+    export QUINT_TEST_PG="$private_pg_url"
 fi
 
 step "schemathesis for the relay's OpenAPI test"

@@ -125,6 +125,19 @@ fn bad_batches_are_refused_clearly_and_valid_events_survive() {
         "{}",
         actions.text
     );
+    // The listing gives back the envelope as sent (timestamps in milliseconds), stamped with
+    // the device's tenant and id.
+    let mut sent = event("s3", "allow", "2026-11-27T11:00:00.250Z");
+    sent["labels"] = json!({"cwd": "/home/dev/x"});
+    sent["agent_pid"] = json!(4242);
+    let answer = ingest(json!({"events": [sent]}).to_string().into_bytes(), None);
+    assert_eq!(answer.json["accepted"], 1, "{}", answer.text);
+    let listed = relay.call("GET", "/v1/actions?limit=1", Some(&tenant.api_key), None);
+    let item = &listed.json["items"][0];
+    let mut expected = sent.clone();
+    expected["tenant_id"] = json!(tenant.tenant_id);
+    expected["device_id"] = json!(device.device_id);
+    assert_eq!(item, &expected, "{}", listed.text);
     let metrics = relay.call("GET", "/metrics", None, None);
     assert!(
         metrics

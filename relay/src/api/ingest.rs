@@ -231,15 +231,26 @@ impl ActionColumns {
     }
 }
 
-/// The stored event as JSON text, written into a buffer sized for a typical event so that it
-/// is not regrown on the way.
+/// What of an envelope has no column of its own (`actions.payload`): the arguments, labels,
+/// agent pid and schema version. Everything else is stored once, in its column; the action
+/// listing puts the envelope back together (tenant::ACTION_ITEM).
+#[derive(Serialize)]
+struct PayloadRest<'a> {
+    schema_version: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_pid: Option<u32>,
+    arguments: &'a Value,
+    labels: &'a std::collections::BTreeMap<String, String>,
+}
+
 fn payload_text(event: &Event) -> String {
-    let mut text = Vec::with_capacity(1024);
-    match serde_json::to_writer(&mut text, event) {
-        // serde_json writes UTF-8 only.
-        Ok(()) => String::from_utf8(text).unwrap_or_default(),
-        Err(_) => "null".into(),
-    }
+    let rest = PayloadRest {
+        schema_version: event.schema_version,
+        agent_pid: event.agent_pid,
+        arguments: &event.arguments,
+        labels: &event.labels,
+    };
+    serde_json::to_string(&rest).unwrap_or_else(|_| "{}".into())
 }
 
 /// One statement for the batch, from column arrays.
@@ -250,11 +261,14 @@ macro_rules! insert_actions {
          SELECT $1, e.id, e.ts, $2, e.session, e.platform, e.source, e.action_type, e.tool,
                 e.target, e.decision, string_to_array(e.rules, E'\\x1f'),
                 e.risk, e.payload::json
-         FROM UNNEST($3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                     $13::int2[], $14::text[])
-              AS e(id, ts, session, platform, source, action_type, tool, target, decision,
-                   rules, risk, payload)"
+         -- unnest() in the select list streams rows; UNNEST(a, b, …) in FROM would first
+         -- copy the whole batch into a tuplestore.
+         FROM (SELECT unnest($3::uuid[]) AS id, unnest($4::timestamptz[]) AS ts,
+                      unnest($5::text[]) AS session, unnest($6::text[]) AS platform,
+                      unnest($7::text[]) AS source, unnest($8::text[]) AS action_type,
+                      unnest($9::text[]) AS tool, unnest($10::text[]) AS target,
+                      unnest($11::text[]) AS decision, unnest($12::text[]) AS rules,
+                      unnest($13::int2[]) AS risk, unnest($14::text[]) AS payload) AS e"
     };
 }
 

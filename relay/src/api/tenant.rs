@@ -294,6 +294,21 @@ pub struct ActionsQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// A stored action as the envelope the device sent (schema v1, key order kept): the columns
+/// with the rest of the envelope from `payload` (ingest::PayloadRest).
+macro_rules! action_item {
+    () => {
+        "json_build_object(
+            'schema_version', payload->'schema_version', 'event_id', event_id,
+            'timestamp', to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+            'source', source, 'platform', platform, 'action_type', action_type,
+            'session_id', session_id, 'agent_pid', payload->'agent_pid', 'tool_name', tool_name,
+            'arguments', payload->'arguments', 'target', target, 'decision', decision,
+            'rule_ids', rule_ids, 'risk_score', risk_score, 'labels', payload->'labels',
+            'device_id', device_id, 'tenant_id', tenant_id)"
+    };
+}
+
 /// Actions, filtered by session, device, platform, decision and time.
 #[utoipa::path(get, path = "/v1/actions", tag = "actions", params(ActionsQuery), security(("api_key" = [])),
     responses((status = 200, description = "A page, newest first", body = Page), CommonErrors))]
@@ -307,15 +322,18 @@ pub async fn list_actions(
             .parse::<quint_policy::Decision>()
             .map_err(ApiError::bad_request)?;
     }
-    let sql =
-        "SELECT ts, event_id AS id, payload AS item, session_id, device_id, platform, decision
+    let sql = concat!(
+        "SELECT ts, event_id AS id, ",
+        action_item!(),
+        " AS item, session_id, device_id, platform, decision
              FROM actions
              WHERE ($4::text IS NULL OR session_id = $4)
                AND ($5::uuid IS NULL OR device_id = $5)
                AND ($6::text IS NULL OR platform = $6)
                AND ($7::text IS NULL OR decision = $7)
                AND ($8::timestamptz IS NULL OR ts >= $8)
-               AND ($9::timestamptz IS NULL OR ts < $9)";
+               AND ($9::timestamptz IS NULL OR ts < $9)"
+    );
     let page = ListQuery {
         limit: query.limit,
         cursor: query.cursor.clone(),

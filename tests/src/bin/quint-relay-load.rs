@@ -276,6 +276,11 @@ fn sha256(token: &str) -> Vec<u8> {
     sha2::Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// What the relay keeps in `actions.payload`: the envelope's fields without a column.
+fn stored_payload(e: &Value) -> Value {
+    json!({"schema_version": e["schema_version"], "arguments": e["arguments"], "labels": e["labels"]})
+}
+
 /// The alternative: the same writes the relay makes, one statement at a time: each event's
 /// action (a replay skipped), then its session and agent counted and, for a denial or alert,
 /// an alert opened; the batch one transaction.
@@ -360,7 +365,7 @@ fn insert_row_by_row(
                     &decision,
                     &e["rule_ids"],
                     &(e["risk_score"].as_i64().unwrap_or(0) as i16),
-                    e,
+                    &stored_payload(e),
                 ],
             )
             .unwrap();
