@@ -24,13 +24,37 @@ step "postgres for the relay tests"
 # a private one on port 55432 in a temporary directory (installing the server if needed) and
 # stop it on exit. QUINT_TEST_OWN_PG=1 forces the private one.
 trap private_pg_stop EXIT
-pg_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if [ "${QUINT_TEST_OWN_PG:-0}" != 1 ] && pg_answers 5432; then
+port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ "${QUINT_TEST_OWN_PG:-0}" != 1 ] && port_answers 5432; then
     export QUINT_TEST_PG="${QUINT_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
     echo "using the Postgres on 127.0.0.1:5432"
 else
     private_pg_start 55432
     export QUINT_TEST_PG="$private_pg_url"
+fi
+
+step "redis for the relay's shared cache test"
+# The Redis on 127.0.0.1:6379 if one answers; otherwise a private one on port 56379 (installed
+# if needed), keeping nothing on disk, stopped on exit. QUINT_TEST_OWN_REDIS=1 forces the private one.
+own_redis_pid=""
+stop_own_services() {
+    [ -n "$own_redis_pid" ] && kill "$own_redis_pid" 2>/dev/null || true
+    private_pg_stop
+}
+trap stop_own_services EXIT
+if [ "${QUINT_TEST_OWN_REDIS:-0}" != 1 ] && port_answers 6379; then
+    export QUINT_TEST_REDIS="${QUINT_TEST_REDIS:-redis://127.0.0.1:6379}"
+    echo "using the Redis on 127.0.0.1:6379"
+else
+    if ! command -v redis-server >/dev/null; then
+        echo "installing redis-server"
+        apt_install redis-server
+    fi
+    redis-server --port 56379 --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+    own_redis_pid=$!
+    for _ in $(seq 50); do port_answers 56379 && break; sleep 0.1; done
+    export QUINT_TEST_REDIS="redis://127.0.0.1:56379"
+    echo "started a private Redis on 127.0.0.1:56379 ($(redis-server --version | cut -d' ' -f3))"
 fi
 
 step "schemathesis for the relay's OpenAPI test"

@@ -1,12 +1,13 @@
 //! Extractors that authenticate a request and name its tenant. A token is checked for shape
-//! and checksum first (no database work for garbage), then looked up by hash through the
-//! narrow SECURITY DEFINER functions, the only way to read token tables before the tenant is
-//! known.
+//! and checksum first (no database work for garbage), then looked up by hash in the cache
+//! (cache.rs) or through the narrow SECURITY DEFINER functions, the only way to read token
+//! tables before the tenant is known.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
+use crate::cache;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tokens::{self, Kind};
@@ -49,45 +50,63 @@ fn bearer(parts: &Parts, kind: Kind) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// The bearer token of `kind`, looked up with `sql` (a definer function, hash in): the peer is
-/// refused first if it has failed too often, a miss counts against it, and a hit counts against
-/// the tenant's rate (the tenant is the row's first column).
+/// The bearer token of `kind`, looked up in the cache or else with `sql` (a definer function,
+/// hash in; tenant and the key's or device's id out): the peer is refused first if it has
+/// failed too often, a miss counts against it, and a hit counts against the tenant's rate.
 async fn look_up(
     parts: &Parts,
     state: &AppState,
     kind: Kind,
     sql: &str,
     unknown: &str,
-) -> Result<tokio_postgres::Row, ApiError> {
+) -> Result<(Uuid, Uuid), ApiError> {
     let token = bearer(parts, kind)?;
     state.refuse_blocked_peer(peer(parts))?;
+    let hash = tokens::hash(token);
+    let key = cache::token_key(&hash);
+    let cache_counter = |result: &str| state.metrics.token_cache.with_label_values(&[result]);
+    if let Some(ids) = state.cache.get(&key).await.and_then(|v| parse_ids(&v)) {
+        cache_counter("hit").inc();
+        state.admit(ids.0)?;
+        return Ok(ids);
+    }
+    cache_counter("miss").inc();
+    let generation = state.cache.generation().await;
     let client = state.pool.get().await?;
     let row = client
-        .query_opt(&client.prepare_cached(sql).await?, &[&tokens::hash(token)])
+        .query_opt(&client.prepare_cached(sql).await?, &[&hash])
         .await?
         .ok_or_else(|| {
             state.note_failed_lookup(peer(parts));
             ApiError::unauthorized(unknown)
         })?;
-    state.admit(row.get(0))?;
-    Ok(row)
+    let ids: (Uuid, Uuid) = (row.get(0), row.get(1));
+    state
+        .cache
+        .fill(&key, ids.0, &format!("{} {}", ids.0, ids.1), generation)
+        .await;
+    state.admit(ids.0)?;
+    Ok(ids)
+}
+
+fn parse_ids(value: &str) -> Option<(Uuid, Uuid)> {
+    let (tenant, id) = value.split_once(' ')?;
+    Some((tenant.parse().ok()?, id.parse().ok()?))
 }
 
 impl FromRequestParts<AppState> for TenantKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let row = look_up(
+        let (tenant_id, _key_id) = look_up(
             parts,
             state,
             Kind::ApiKey,
-            "SELECT tenant_id FROM quint_auth_api_key($1)",
+            "SELECT tenant_id, key_id FROM quint_auth_api_key($1)",
             "unknown or revoked API key",
         )
         .await?;
-        Ok(TenantKey {
-            tenant_id: row.get(0),
-        })
+        Ok(TenantKey { tenant_id })
     }
 }
 
@@ -95,7 +114,7 @@ impl FromRequestParts<AppState> for DeviceToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let row = look_up(
+        let (tenant_id, device_id) = look_up(
             parts,
             state,
             Kind::Device,
@@ -104,8 +123,8 @@ impl FromRequestParts<AppState> for DeviceToken {
         )
         .await?;
         Ok(DeviceToken {
-            tenant_id: row.get(0),
-            device_id: row.get(1),
+            tenant_id,
+            device_id,
         })
     }
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod api;
 mod auth;
+mod cache;
 mod db;
 mod error;
 mod metrics;
@@ -11,6 +12,8 @@ mod migrate;
 mod notify;
 mod state;
 mod tokens;
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -49,6 +52,10 @@ enum Command {
         /// Requests a tenant may make at once above the rate.
         #[arg(long, env = "QUINT_RATE_BURST", default_value_t = 2000)]
         rate_burst: u32,
+        /// Redis for the token and policy cache shared by relay processes (optional: without
+        /// it each process caches for itself; both are invalidated at once on revocation).
+        #[arg(long, env = "REDIS_URL")]
+        redis_url: Option<String>,
     },
     /// Tenant administration (owner role).
     Admin {
@@ -138,11 +145,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pool_size,
             rate_limit,
             rate_burst,
+            redis_url,
         } => {
             let pool = db::pool(&database_url, pool_size)?;
-            let policy_changes = notify::start(database_url.clone());
+            let cache = Arc::new(match &redis_url {
+                Some(url) => cache::Cache::connect(url).await,
+                None => cache::Cache::local(),
+            });
+            let policy_changes = notify::start(database_url.clone(), cache.clone());
             serve(
-                state::AppState::new(pool, rate_limit, rate_burst, policy_changes),
+                state::AppState::new(pool, rate_limit, rate_burst, policy_changes, cache),
                 &listen,
             )
             .await?

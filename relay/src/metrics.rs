@@ -1,5 +1,5 @@
 //! Prometheus metrics, served at `GET /metrics`: requests by route and status, ingested events
-//! by outcome, ingest batch latency, replayed batches, rate-limited requests.
+//! by outcome, ingest batch latency, replayed batches, token cache hits, rate-limited requests.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -15,6 +15,7 @@ pub struct Metrics {
     pub ingest_seconds: Histogram,
     pub rate_limited: IntCounter,
     pub ingest_replayed_batches: IntCounter,
+    pub token_cache: IntCounterVec,
 }
 
 impl Metrics {
@@ -57,6 +58,15 @@ impl Metrics {
              skipping those",
         )
         .unwrap();
+        let token_cache = IntCounterVec::new(
+            Opts::new(
+                "quint_relay_token_cache_total",
+                "Token lookups answered by the cache (hit) or by Postgres (miss)",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        registry.register(Box::new(token_cache.clone())).unwrap();
         registry.register(Box::new(requests.clone())).unwrap();
         registry.register(Box::new(ingested.clone())).unwrap();
         registry.register(Box::new(ingest_seconds.clone())).unwrap();
@@ -71,6 +81,7 @@ impl Metrics {
             ingest_seconds,
             rate_limited,
             ingest_replayed_batches,
+            token_cache,
         }
     }
 

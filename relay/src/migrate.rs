@@ -14,6 +14,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_ingest_indexes",
         include_str!("../../migrations/0002_ingest_indexes.sql"),
     ),
+    (
+        3,
+        "0003_change_notifications",
+        include_str!("../../migrations/0003_change_notifications.sql"),
+    ),
 ];
 
 /// Applies what is missing; returns the names applied.

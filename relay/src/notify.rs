@@ -1,32 +1,44 @@
-//! Policy change notifications across relay processes: `PUT /v1/policy` runs
-//! `pg_notify('quint_policy', tenant_id)` in its transaction; every `serve` process LISTENs on
-//! one dedicated connection and fans the tenant ids out to its long-polling requests.
+//! Change notifications across relay processes, from Postgres triggers (migration 0003):
+//! `quint_policy` when a tenant's policy changes, `quint_tenant` when a tenant is deleted or
+//! one of its API keys or devices is revoked. Every `serve` process LISTENs on one dedicated
+//! connection, drops the tenant's cached entries first, then wakes its long-polling requests.
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
-pub const CHANNEL: &str = "quint_policy";
+use crate::cache::Cache;
 
-/// Starts the listener; reconnects after errors. Returns the sender requests subscribe to.
-pub fn start(database_url: String) -> broadcast::Sender<Uuid> {
+pub const POLICY_CHANNEL: &str = "quint_policy";
+pub const TENANT_CHANNEL: &str = "quint_tenant";
+
+/// Starts the listener; reconnects after errors. Returns the sender policy long-polls
+/// subscribe to.
+pub fn start(database_url: String, cache: Arc<Cache>) -> broadcast::Sender<Uuid> {
     let (sender, _) = broadcast::channel(1024);
     let out = sender.clone();
     tokio::spawn(async move {
         loop {
-            if let Err(error) = listen(&database_url, &out).await {
-                tracing::warn!(%error, "policy listener lost its connection; reconnecting");
+            if let Err(error) = listen(&database_url, &cache, &out).await {
+                tracing::warn!(%error, "change listener lost its connection; reconnecting");
             }
+            // Until it listens again, notes can be missed: the cache stands aside.
+            cache.set_listening(false).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
     sender
 }
 
-async fn listen(database_url: &str, out: &broadcast::Sender<Uuid>) -> anyhow::Result<()> {
+async fn listen(
+    database_url: &str,
+    cache: &Cache,
+    out: &broadcast::Sender<Uuid>,
+) -> anyhow::Result<()> {
     let (client, mut connection) =
         tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
     let (messages, mut received) = tokio::sync::mpsc::unbounded_channel();
@@ -39,16 +51,23 @@ async fn listen(database_url: &str, out: &broadcast::Sender<Uuid>) -> anyhow::Re
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "policy listener connection failed");
+                    tracing::warn!(%error, "change listener connection failed");
                     break;
                 }
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client
+        .batch_execute(&format!("LISTEN {POLICY_CHANNEL}; LISTEN {TENANT_CHANNEL}"))
+        .await?;
+    cache.set_listening(true).await;
     while let Some(message) = received.recv().await {
         if let AsyncMessage::Notification(note) = message {
-            if let Ok(tenant) = note.payload().parse::<Uuid>() {
+            let Ok(tenant) = note.payload().parse::<Uuid>() else {
+                continue;
+            };
+            cache.invalidate_tenant(tenant).await;
+            if note.channel() == POLICY_CHANNEL {
                 // No receivers is fine: nobody is waiting.
                 let _ = out.send(tenant);
             }

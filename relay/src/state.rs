@@ -1,5 +1,5 @@
-//! What every handler gets, passed explicitly as axum state: the database pool, the per-tenant
-//! rate limiter and the metrics.
+//! What every handler gets, passed explicitly as axum state: the database pool, the cache, the
+//! per-tenant rate limiter and the metrics.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use uuid::Uuid;
 
+use crate::cache::Cache;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Tenants whose policy just changed (from every relay process, via Postgres NOTIFY).
     pub policy_changes: tokio::sync::broadcast::Sender<Uuid>,
+    /// Token lookups and policy documents (cache.rs).
+    pub cache: Arc<Cache>,
     /// Failed token lookups per peer address: past the budget the address is refused before
     /// any database work, so guessing tokens cannot load Postgres.
     failed_lookups: Arc<DefaultKeyedRateLimiter<IpAddr>>,
@@ -37,6 +40,7 @@ impl AppState {
         per_second: u32,
         burst: u32,
         policy_changes: tokio::sync::broadcast::Sender<Uuid>,
+        cache: Arc<Cache>,
     ) -> AppState {
         let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap())
             .allow_burst(NonZeroU32::new(burst.max(1)).unwrap());
@@ -45,6 +49,7 @@ impl AppState {
             limiter: Arc::new(DefaultKeyedRateLimiter::keyed(quota)),
             metrics: Arc::new(Metrics::new()),
             policy_changes,
+            cache,
             failed_lookups: Arc::new(DefaultKeyedRateLimiter::keyed(
                 Quota::per_second(NonZeroU32::new(FAILED_LOOKUPS_PER_SECOND).unwrap())
                     .allow_burst(NonZeroU32::new(FAILED_LOOKUPS_BURST).unwrap()),

@@ -49,6 +49,8 @@ pub struct Relay {
     child: Option<Child>,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
+    /// False for a second process on another relay's database: dropping it leaves the database.
+    owns_database: bool,
 }
 
 impl Relay {
@@ -85,7 +87,26 @@ impl Relay {
             base_url: String::new(),
             child: None,
             _dir: dir,
+            owns_database: true,
         }
+    }
+
+    /// Another `quint-relay serve` process on the same database (a second relay instance).
+    pub fn another_process(&self, flags: &[&str]) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = Relay {
+            log: dir.path().join("relay.log"),
+            database: self.database.clone(),
+            app_role: self.app_role.clone(),
+            owner_url: self.owner_url.clone(),
+            app_url: self.app_url.clone(),
+            base_url: String::new(),
+            child: None,
+            _dir: dir,
+            owns_database: false,
+        };
+        other.serve(flags);
+        other
     }
 
     /// A migrated database and `quint-relay serve` answering on a free port.
@@ -302,6 +323,9 @@ impl Drop for Relay {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !self.owns_database {
+            return;
         }
         // One statement per call: DROP DATABASE cannot run inside the implicit transaction of
         // a multi-statement query.

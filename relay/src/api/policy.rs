@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::auth::TenantKey;
+use crate::cache;
 use crate::db::tenant_transaction;
 use crate::error::{parse_json, ApiError, Body, CommonErrors, ErrorBody, Query};
 use crate::state::AppState;
@@ -40,17 +41,33 @@ pub struct PolicyQuery {
     pub wait: Option<u64>,
 }
 
+/// The tenant's layer, from the cache when it holds it (`null` caches "none set").
 async fn read_policy(
     state: &AppState,
     tenant: uuid::Uuid,
-) -> Result<Option<tokio_postgres::Row>, ApiError> {
+) -> Result<Option<PolicyDocument>, ApiError> {
+    let key = cache::policy_key(tenant);
+    if let Some(cached) = state.cache.get(&key).await {
+        if let Ok(document) = serde_json::from_str(&cached) {
+            return Ok(document);
+        }
+    }
+    let generation = state.cache.generation().await;
     let mut client = state.pool.get().await?;
     let tx = tenant_transaction(&mut client, tenant).await?;
-    let row = tx
+    let document = tx
         .query_opt("SELECT yaml, etag, updated_at FROM policies", &[])
-        .await?;
+        .await?
+        .map(|row| PolicyDocument {
+            yaml: row.get(0),
+            etag: row.get(1),
+            updated_at: row.get(2),
+        });
     tx.commit().await?;
-    Ok(row)
+    if let Ok(text) = serde_json::to_string(&document) {
+        state.cache.fill(&key, tenant, &text, generation).await;
+    }
+    Ok(document)
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -58,7 +75,7 @@ pub struct PolicyStored {
     pub etag: String,
 }
 
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PolicyDocument {
     pub yaml: String,
     pub etag: String,
@@ -107,12 +124,7 @@ pub async fn put_policy(
         &[&key.tenant_id, &update.yaml, &etag],
     )
     .await?;
-    // Delivered at commit, to every relay process's long-polling devices.
-    tx.execute(
-        "SELECT pg_notify($1, $2)",
-        &[&crate::notify::CHANNEL, &key.tenant_id.to_string()],
-    )
-    .await?;
+    // A trigger notifies every relay process at commit (migration 0003).
     tx.commit().await?;
     Ok(Json(PolicyStored { etag }))
 }
@@ -143,8 +155,8 @@ pub async fn get_policy(
     // Subscribe before reading, so a change between the read and the wait is not missed.
     let mut changes = state.policy_changes.subscribe();
     let mut row = read_policy(&state, tenant).await?;
-    let unchanged = |row: &Option<tokio_postgres::Row>| {
-        known.is_some() && row.as_ref().map(|r| r.get::<_, String>(1).into_bytes()) == known
+    let unchanged = |document: &Option<PolicyDocument>| {
+        known.is_some() && document.as_ref().map(|d| d.etag.as_bytes().to_vec()) == known
     };
     if wait > 0 && unchanged(&row) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
@@ -162,14 +174,12 @@ pub async fn get_policy(
             }
         }
     }
-    let Some(row) = row else {
+    let Some(document) = row else {
         return Err(ApiError::not_found(
             "policy (none set: the built-in pack applies)",
         ));
     };
-    let (yaml, etag, updated_at): (String, String, chrono::DateTime<chrono::Utc>) =
-        (row.get(0), row.get(1), row.get(2));
-    let etag_header = HeaderValue::from_str(&etag).map_err(|_| {
+    let etag_header = HeaderValue::from_str(&document.etag).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -178,17 +188,9 @@ pub async fn get_policy(
     })?;
     if headers
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+        .is_some_and(|v| v.as_bytes() == document.etag.as_bytes())
     {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response());
     }
-    Ok((
-        [(header::ETAG, etag_header)],
-        Json(PolicyDocument {
-            yaml,
-            etag,
-            updated_at,
-        }),
-    )
-        .into_response())
+    Ok(([(header::ETAG, etag_header)], Json(document)).into_response())
 }

@@ -1,0 +1,360 @@
+//! Token lookups and policy documents cached so that most requests authenticate without a
+//! database round trip: in this process, or in Redis (`REDIS_URL`) shared by all relay
+//! processes, under `tenant:{id}:*` (token entries are found by hash, `quint:token:{hash}`, and
+//! listed in their tenant's `tenant:{id}:keys`).
+//!
+//! Correctness rests on invalidation, not expiry. Postgres triggers NOTIFY `quint_tenant` when
+//! a tenant is deleted or one of its API keys or devices is revoked, and `quint_policy` when its
+//! policy changes; every relay process listens (notify.rs) and drops that tenant's entries at
+//! once. Two races are closed: a lookup that read the database before a revocation committed
+//! but fills the cache after the invalidation is discarded (fills carry the generation read
+//! before the lookup; an invalidation bumps it), and a process that is not listening (its
+//! connection lost) neither reads nor fills, then empties the cache when it listens again,
+//! since it may have missed notes. Entries also expire after a minute.
+//!
+//! Redis is an optimisation: an error or a slow answer falls through to Postgres.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+const TTL: Duration = Duration::from_secs(60);
+/// A Redis answer slower than this is treated as a miss.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// The in-process cache is emptied rather than grown past this many entries.
+const MAX_LOCAL_ENTRIES: usize = 100_000;
+const GENERATION_KEY: &str = "quint:generation";
+
+pub struct Cache {
+    store: Store,
+    listening: AtomicBool,
+    last_redis_warning: Mutex<Option<Instant>>,
+}
+
+enum Store {
+    Local {
+        entries: Mutex<HashMap<String, LocalEntry>>,
+        generation: AtomicU64,
+    },
+    Redis(redis::aio::ConnectionManager),
+}
+
+struct LocalEntry {
+    tenant: Uuid,
+    value: String,
+    expires: Instant,
+}
+
+/// Read before a database lookup whose result may be cached.
+#[derive(Clone, Copy)]
+pub struct Generation(Option<u64>);
+
+pub fn token_key(hash: &[u8]) -> String {
+    format!("quint:token:{}", hex::encode(hash))
+}
+
+pub fn policy_key(tenant: Uuid) -> String {
+    format!("tenant:{tenant}:policy")
+}
+
+fn tenant_keys(tenant: Uuid) -> String {
+    format!("tenant:{tenant}:keys")
+}
+
+impl Cache {
+    pub fn local() -> Cache {
+        Cache::with_store(Store::Local {
+            entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// Redis at `url`; if it cannot be reached now, the in-process cache instead (said in the
+    /// log), so that a cache outage never keeps the relay from starting.
+    pub async fn connect(url: &str) -> Cache {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(REDIS_TIMEOUT)
+            .set_number_of_retries(1);
+        let manager = match redis::Client::open(url) {
+            Ok(client) => client.get_connection_manager_with_config(config).await,
+            Err(e) => Err(e),
+        };
+        match manager {
+            Ok(manager) => {
+                tracing::info!("token and policy cache in Redis");
+                Cache::with_store(Store::Redis(manager))
+            }
+            Err(error) => {
+                tracing::error!(%error, "Redis unreachable; caching in this process instead");
+                Cache::local()
+            }
+        }
+    }
+
+    fn with_store(store: Store) -> Cache {
+        Cache {
+            store,
+            listening: AtomicBool::new(false),
+            last_redis_warning: Mutex::new(None),
+        }
+    }
+
+    /// Called by the notification listener: true once it listens (after emptying the cache),
+    /// false when its connection is lost.
+    pub async fn set_listening(&self, listening: bool) {
+        if listening {
+            self.flush_all().await;
+        }
+        self.listening.store(listening, Ordering::SeqCst);
+    }
+
+    pub async fn get(&self, key: &str) -> Option<String> {
+        if !self.listening.load(Ordering::SeqCst) {
+            return None;
+        }
+        match &self.store {
+            Store::Local { entries, .. } => {
+                let entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+                entries
+                    .get(key)
+                    .filter(|e| e.expires > Instant::now())
+                    .map(|e| e.value.clone())
+            }
+            Store::Redis(manager) => self
+                .redis_get::<Option<String>>(manager, key)
+                .await
+                .flatten(),
+        }
+    }
+
+    pub async fn generation(&self) -> Generation {
+        match &self.store {
+            Store::Local { generation, .. } => Generation(Some(generation.load(Ordering::SeqCst))),
+            Store::Redis(manager) => Generation(
+                self.redis_get::<Option<u64>>(manager, GENERATION_KEY)
+                    .await
+                    .map(|g| g.unwrap_or(0)),
+            ),
+        }
+    }
+
+    /// Stores `value` for `tenant` unless the tenant's entries were invalidated since
+    /// `generation` was read, or this process is not listening.
+    pub async fn fill(&self, key: &str, tenant: Uuid, value: &str, generation: Generation) {
+        let Generation(Some(read)) = generation else {
+            return;
+        };
+        if !self.listening.load(Ordering::SeqCst) {
+            return;
+        }
+        match &self.store {
+            Store::Local {
+                entries,
+                generation,
+            } => {
+                let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+                // Checked under the lock invalidation takes too.
+                if generation.load(Ordering::SeqCst) != read {
+                    return;
+                }
+                if entries.len() >= MAX_LOCAL_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(
+                    key.to_string(),
+                    LocalEntry {
+                        tenant,
+                        value: value.to_string(),
+                        expires: Instant::now() + TTL,
+                    },
+                );
+            }
+            Store::Redis(manager) => {
+                let script = redis::Script::new(
+                    r"if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then return 0 end
+                      redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+                      redis.call('SADD', KEYS[2], KEYS[1])
+                      redis.call('EXPIRE', KEYS[2], ARGV[3])
+                      return 1",
+                );
+                let mut connection = manager.clone();
+                let mut invocation = script.prepare_invoke();
+                invocation
+                    .key(key)
+                    .key(tenant_keys(tenant))
+                    .key(GENERATION_KEY)
+                    .arg(value)
+                    .arg(read)
+                    .arg(TTL.as_secs());
+                let fill = invocation.invoke_async::<i64>(&mut connection);
+                self.redis_answer(tokio::time::timeout(REDIS_TIMEOUT, fill).await);
+            }
+        }
+    }
+
+    /// Drops every entry of `tenant`, and makes fills begun before now fail.
+    pub async fn invalidate_tenant(&self, tenant: Uuid) {
+        match &self.store {
+            Store::Local {
+                entries,
+                generation,
+            } => {
+                let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+                generation.fetch_add(1, Ordering::SeqCst);
+                entries.retain(|_, e| e.tenant != tenant);
+            }
+            Store::Redis(manager) => {
+                let script = redis::Script::new(
+                    r"redis.call('INCR', KEYS[2])
+                      local keys = redis.call('SMEMBERS', KEYS[1])
+                      for _, key in ipairs(keys) do redis.call('DEL', key) end
+                      redis.call('DEL', KEYS[1])
+                      return #keys",
+                );
+                let mut connection = manager.clone();
+                let mut invocation = script.prepare_invoke();
+                invocation.key(tenant_keys(tenant)).key(GENERATION_KEY);
+                // Retried, not timed out: a lost invalidation would leave a revoked token in use.
+                for _ in 0..3 {
+                    match invocation.invoke_async::<i64>(&mut connection).await {
+                        Ok(_) => return,
+                        Err(error) => self.warn_redis(&error),
+                    }
+                }
+                tracing::error!(%tenant, "could not invalidate the tenant's cached tokens in Redis");
+            }
+        }
+    }
+
+    /// Empties the whole cache (this process's, or every relay's entries in Redis).
+    async fn flush_all(&self) {
+        match &self.store {
+            Store::Local {
+                entries,
+                generation,
+            } => {
+                let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+                generation.fetch_add(1, Ordering::SeqCst);
+                entries.clear();
+            }
+            Store::Redis(manager) => {
+                let mut connection = manager.clone();
+                let flush = async {
+                    redis::cmd("INCR")
+                        .arg(GENERATION_KEY)
+                        .query_async::<i64>(&mut connection)
+                        .await?;
+                    for pattern in ["quint:token:*", "tenant:*:keys", "tenant:*:policy"] {
+                        let mut cursor = 0u64;
+                        loop {
+                            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                                .arg(cursor)
+                                .arg("MATCH")
+                                .arg(pattern)
+                                .arg("COUNT")
+                                .arg(1000)
+                                .query_async(&mut connection)
+                                .await?;
+                            if !keys.is_empty() {
+                                redis::cmd("DEL")
+                                    .arg(&keys)
+                                    .query_async::<i64>(&mut connection)
+                                    .await?;
+                            }
+                            if next == 0 {
+                                break;
+                            }
+                            cursor = next;
+                        }
+                    }
+                    Ok::<(), redis::RedisError>(())
+                };
+                if let Err(error) = flush.await {
+                    self.warn_redis(&error);
+                }
+            }
+        }
+    }
+
+    async fn redis_get<T: redis::FromRedisValue>(
+        &self,
+        manager: &redis::aio::ConnectionManager,
+        key: &str,
+    ) -> Option<T> {
+        let mut connection = manager.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(key);
+        let answer = tokio::time::timeout(REDIS_TIMEOUT, get.query_async(&mut connection)).await;
+        self.redis_answer(answer)
+    }
+
+    fn redis_answer<T>(
+        &self,
+        answer: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
+        match answer {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                self.warn_redis(&error);
+                None
+            }
+            Err(_) => {
+                self.warn_redis(&"no answer in time");
+                None
+            }
+        }
+    }
+
+    /// At most one warning every 10 s: a Redis outage must not flood the log.
+    fn warn_redis(&self, error: &dyn std::fmt::Display) {
+        let mut last = self
+            .last_redis_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(%error, "Redis cache unavailable; using Postgres");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_cache_serves_only_while_listening_and_drops_a_tenant_at_once() {
+        let cache = Cache::local();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let g = cache.generation().await;
+        cache.fill("k1", a, "v1", g).await;
+        assert_eq!(
+            cache.get("k1").await,
+            None,
+            "not listening: no fill, no read"
+        );
+
+        cache.set_listening(true).await;
+        let g = cache.generation().await;
+        cache.fill("k1", a, "v1", g).await;
+        cache.fill("k2", b, "v2", g).await;
+        assert_eq!(cache.get("k1").await.as_deref(), Some("v1"));
+
+        cache.invalidate_tenant(a).await;
+        assert_eq!(cache.get("k1").await, None);
+        assert_eq!(cache.get("k2").await.as_deref(), Some("v2"));
+
+        // A lookup that began before the invalidation must not repopulate the cache.
+        cache.fill("k1", a, "stale", g).await;
+        assert_eq!(cache.get("k1").await, None);
+
+        cache.set_listening(false).await;
+        assert_eq!(cache.get("k2").await, None);
+        cache.set_listening(true).await;
+        assert_eq!(cache.get("k2").await, None, "emptied on listening again");
+    }
+}
