@@ -281,8 +281,13 @@ async fn write_batch(
 ) -> Result<(), tokio_postgres::Error> {
     let tx = tenant_transaction(client, device.tenant_id).await?;
     tx.execute(
-        &tx.prepare_cached("UPDATE devices SET last_seen_at = now() WHERE device_id = $1")
-            .await?,
+        // To the second is enough for "last seen"; a device uploading every second would
+        // otherwise rewrite its row (and log it) on every batch.
+        &tx.prepare_cached(
+            "UPDATE devices SET last_seen_at = now() WHERE device_id = $1
+                 AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 second')",
+        )
+        .await?,
         &[&device.device_id],
     )
     .await?;
