@@ -18,10 +18,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Ingest allocates and frees per event; mimalloc does that at a fraction of glibc's cost.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "quint-relay", version, about = "Quint's multi-tenant relay")]
 struct Cli {
