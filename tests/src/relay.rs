@@ -59,14 +59,28 @@ impl Relay {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let database = format!("quint_test_{}_{n}", std::process::id());
         let app_role = format!("{database}_app");
+        // Before the database exists: a missing binary must not leave one behind.
+        let relay_bin = bin("quint-relay");
         let mut admin = admin_client();
         admin
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .unwrap();
         let owner_url = with_database(&admin_url(), &database);
-        let app_url = with_user(&owner_url, &app_role);
-        let migrated = Command::new(bin("quint-relay"))
-            .args(["migrate", "--database-url", &owner_url])
+        let dir = tempfile::tempdir().unwrap();
+        // From here on a failure drops `relay`, which drops the database and role.
+        let relay = Relay {
+            log: dir.path().join("relay.log"),
+            app_url: with_user(&owner_url, &app_role),
+            database,
+            app_role,
+            owner_url,
+            base_url: String::new(),
+            child: None,
+            _dir: dir,
+            owns_database: true,
+        };
+        let migrated = Command::new(relay_bin)
+            .args(["migrate", "--database-url", &relay.owner_url])
             .output()
             .unwrap();
         assert!(
@@ -75,20 +89,12 @@ impl Relay {
             String::from_utf8_lossy(&migrated.stderr)
         );
         admin
-            .batch_execute(&format!("CREATE ROLE {app_role} LOGIN IN ROLE quint_app"))
+            .batch_execute(&format!(
+                "CREATE ROLE {} LOGIN IN ROLE quint_app",
+                relay.app_role
+            ))
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        Relay {
-            log: dir.path().join("relay.log"),
-            database,
-            app_role,
-            owner_url,
-            app_url,
-            base_url: String::new(),
-            child: None,
-            _dir: dir,
-            owns_database: true,
-        }
+        relay
     }
 
     /// Another `quint-relay serve` process on the same database (a second relay instance).
