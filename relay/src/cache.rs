@@ -12,7 +12,10 @@
 //! connection lost) neither reads nor fills, then empties the cache when it listens again,
 //! since it may have missed notes. Entries also expire after a minute.
 //!
-//! Redis is an optimisation: an error or a slow answer falls through to Postgres.
+//! Redis is an optimisation: an error or a slow answer falls through to Postgres. It is not
+//! trusted: every entry is signed (HMAC-SHA256 over key and value, with a key only the relay's
+//! database role can read, migration 0003), and one that does not verify is a miss, so write
+//! access to Redis does not let anyone map a token to a tenant.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,7 +42,10 @@ enum Store {
         entries: Mutex<HashMap<String, LocalEntry>>,
         generation: AtomicU64,
     },
-    Redis(redis::aio::ConnectionManager),
+    Redis {
+        manager: redis::aio::ConnectionManager,
+        signing: ring::hmac::Key,
+    },
 }
 
 struct LocalEntry {
@@ -72,9 +78,10 @@ impl Cache {
         })
     }
 
-    /// Redis at `url`; if it cannot be reached now, the in-process cache instead (said in the
-    /// log), so that a cache outage never keeps the relay from starting.
-    pub async fn connect(url: &str) -> Cache {
+    /// Redis at `url`, entries signed with `signing_key`; if it cannot be reached now, the
+    /// in-process cache instead (said in the log), so that a cache outage never keeps the relay
+    /// from starting.
+    pub async fn connect(url: &str, signing_key: &[u8]) -> Cache {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(REDIS_TIMEOUT)
@@ -86,7 +93,10 @@ impl Cache {
         match manager {
             Ok(manager) => {
                 tracing::info!("token and policy cache in Redis");
-                Cache::with_store(Store::Redis(manager))
+                Cache::with_store(Store::Redis {
+                    manager,
+                    signing: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, signing_key),
+                })
             }
             Err(error) => {
                 tracing::error!(%error, "Redis unreachable; caching in this process instead");
@@ -124,17 +134,18 @@ impl Cache {
                     .filter(|e| e.expires > Instant::now())
                     .map(|e| e.value.clone())
             }
-            Store::Redis(manager) => self
+            Store::Redis { manager, signing } => self
                 .redis_get::<Option<String>>(manager, key)
                 .await
-                .flatten(),
+                .flatten()
+                .and_then(|signed| verified(signing, key, &signed)),
         }
     }
 
     pub async fn generation(&self) -> Generation {
         match &self.store {
             Store::Local { generation, .. } => Generation(Some(generation.load(Ordering::SeqCst))),
-            Store::Redis(manager) => Generation(
+            Store::Redis { manager, .. } => Generation(
                 self.redis_get::<Option<u64>>(manager, GENERATION_KEY)
                     .await
                     .map(|g| g.unwrap_or(0)),
@@ -173,7 +184,7 @@ impl Cache {
                     },
                 );
             }
-            Store::Redis(manager) => {
+            Store::Redis { manager, signing } => {
                 let script = redis::Script::new(
                     r"if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[2] then return 0 end
                       redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
@@ -187,7 +198,7 @@ impl Cache {
                     .key(key)
                     .key(tenant_keys(tenant))
                     .key(GENERATION_KEY)
-                    .arg(value)
+                    .arg(signed(signing, key, value))
                     .arg(read)
                     .arg(TTL.as_secs());
                 let fill = invocation.invoke_async::<i64>(&mut connection);
@@ -207,7 +218,7 @@ impl Cache {
                 generation.fetch_add(1, Ordering::SeqCst);
                 entries.retain(|_, e| e.tenant != tenant);
             }
-            Store::Redis(manager) => {
+            Store::Redis { manager, .. } => {
                 let script = redis::Script::new(
                     r"redis.call('INCR', KEYS[2])
                       local keys = redis.call('SMEMBERS', KEYS[1])
@@ -241,7 +252,7 @@ impl Cache {
                 generation.fetch_add(1, Ordering::SeqCst);
                 entries.clear();
             }
-            Store::Redis(manager) => {
+            Store::Redis { manager, .. } => {
                 let mut connection = manager.clone();
                 let flush = async {
                     redis::cmd("INCR")
@@ -322,6 +333,20 @@ impl Cache {
     }
 }
 
+/// `value` followed by a tab and the hex HMAC of the Redis key and the value.
+fn signed(signing: &ring::hmac::Key, key: &str, value: &str) -> String {
+    let tag = ring::hmac::sign(signing, format!("{key}\n{value}").as_bytes());
+    format!("{value}\t{}", hex::encode(tag.as_ref()))
+}
+
+/// The value of a signed entry if its signature verifies (constant-time comparison).
+fn verified(signing: &ring::hmac::Key, key: &str, signed: &str) -> Option<String> {
+    let (value, tag) = signed.rsplit_once('\t')?;
+    let tag = hex::decode(tag).ok()?;
+    ring::hmac::verify(signing, format!("{key}\n{value}").as_bytes(), &tag).ok()?;
+    Some(value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +381,27 @@ mod tests {
         assert_eq!(cache.get("k2").await, None);
         cache.set_listening(true).await;
         assert_eq!(cache.get("k2").await, None, "emptied on listening again");
+    }
+
+    #[test]
+    fn signed_entries_verify_only_unchanged_and_under_their_own_key() {
+        let key = |k: &[u8]| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k);
+        let signing = key(b"0123456789abcdef0123456789abcdef");
+        let entry = signed(&signing, "quint:token:aa", "tenant device");
+        let check = |k: &ring::hmac::Key, at: &str, e: &str| verified(k, at, e);
+        assert_eq!(
+            check(&signing, "quint:token:aa", &entry).as_deref(),
+            Some("tenant device")
+        );
+        assert_eq!(check(&signing, "quint:token:bb", &entry), None, "moved");
+        let forged = entry.replacen("tenant", "other!", 1);
+        assert_eq!(check(&signing, "quint:token:aa", &forged), None, "changed");
+        assert_eq!(
+            check(&signing, "quint:token:aa", "tenant device"),
+            None,
+            "unsigned"
+        );
+        let other = key(b"another key, another relay fleet");
+        assert_eq!(check(&other, "quint:token:aa", &entry), None, "another key");
     }
 }

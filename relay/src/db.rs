@@ -35,6 +35,20 @@ pub async fn tenant_transaction(
     Ok(tx)
 }
 
+/// The key Redis cache entries are signed with (migration 0003), shared by every relay process
+/// through the database, so it needs no configuration and never leaves the relay's side.
+pub async fn cache_signing_key(pool: &Pool) -> anyhow::Result<Vec<u8>> {
+    let client = pool
+        .get()
+        .await
+        .context("connecting to the database for the cache signing key")?;
+    let row = client
+        .query_one("SELECT quint_cache_key()", &[])
+        .await
+        .context("reading the cache signing key (run `quint-relay migrate`)")?;
+    Ok(row.get(0))
+}
+
 /// Refuses to serve as a role that could see past row level security.
 pub async fn check_service_role(client: &tokio_postgres::Client) -> anyhow::Result<()> {
     let row = client

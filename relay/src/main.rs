@@ -145,7 +145,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let pool = db::pool(&database_url, pool_size)?;
             let cache = Arc::new(match &redis_url {
-                Some(url) => cache::Cache::connect(url).await,
+                Some(url) => {
+                    let signing_key = db::cache_signing_key(&pool).await?;
+                    cache::Cache::connect(url, &signing_key).await
+                }
                 None => cache::Cache::local(),
             });
             let policy_changes = notify::start(database_url.clone(), cache.clone());

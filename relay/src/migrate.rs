@@ -16,8 +16,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         3,
-        "0003_change_notifications",
-        include_str!("../../migrations/0003_change_notifications.sql"),
+        "0003_cache",
+        include_str!("../../migrations/0003_cache.sql"),
     ),
 ];
 

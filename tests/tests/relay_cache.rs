@@ -162,6 +162,37 @@ fn redis_cache_is_invalidated_across_processes() {
         listed.iter().any(|k| k.starts_with("quint:token:")),
         "the device's lookup is cached in Redis under its tenant: {listed:?}"
     );
+
+    // Whoever can write to Redis still cannot authenticate: entries are signed, and a forged
+    // one for a revoked device is a miss that Postgres answers with 401.
+    let revoked = relay.call(
+        "DELETE",
+        &format!("/v1/devices/{}", device.device_id),
+        Some(&tenant.api_key),
+        None,
+    );
+    assert!(revoked.status < 300, "{}", revoked.text);
+    time_until(|| upload(&relay, &device.token).status == 401);
+    let key = {
+        use sha2::Digest;
+        format!(
+            "quint:token:{}",
+            hex::encode(sha2::Sha256::digest(device.token.as_bytes()))
+        )
+    };
+    let claim = format!("{} {}", tenant.tenant_id, device.device_id);
+    for forged in [claim.clone(), format!("{claim}\t{}", "ab".repeat(32))] {
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(&forged)
+            .query(&mut redis)
+            .unwrap();
+        assert_eq!(
+            upload(&relay, &device.token).status,
+            401,
+            "a forged cache entry ({forged}) does not authenticate"
+        );
+    }
 }
 
 #[test]
