@@ -13,9 +13,12 @@
 //! since it may have missed notes. Entries also expire after a minute.
 //!
 //! Redis is an optimisation: an error or a slow answer falls through to Postgres. It is not
-//! trusted: every entry is signed (HMAC-SHA256 over key and value, with a key only the relay's
-//! database role can read, migration 0003), and one that does not verify is a miss, so write
-//! access to Redis does not let anyone map a token to a tenant.
+//! trusted either. Every entry is signed (HMAC-SHA256 with a key only the relay's database
+//! role can read, migration 0003) together with its tenant and the time the lookup behind it
+//! began, and a process accepts an entry only if it verifies, is under a minute old, and began
+//! after the last invalidation of its tenant this process heard of (and after it began
+//! listening), allowing `CLOCK_SKEW` between relay hosts. So neither a forged entry, nor a
+//! genuine one written back after a revocation, nor one Redis failed to delete is ever used.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,11 +33,35 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 /// The in-process cache is emptied rather than grown past this many entries.
 const MAX_LOCAL_ENTRIES: usize = 100_000;
 const GENERATION_KEY: &str = "quint:generation";
+/// How far relay hosts' clocks may disagree (NTP keeps them far closer).
+const CLOCK_SKEW_MS: u64 = 2_000;
 
 pub struct Cache {
     store: Store,
     listening: AtomicBool,
+    staleness: Mutex<Staleness>,
     last_redis_warning: Mutex<Option<Instant>>,
+}
+
+/// What this process knows makes older Redis entries stale (Unix milliseconds).
+#[derive(Default)]
+struct Staleness {
+    listening_since: u64,
+    invalidated: HashMap<Uuid, u64>,
+}
+
+impl Staleness {
+    /// Entries whose lookup began at or before this are stale for `tenant`.
+    fn stale_before(&self, tenant: Uuid) -> u64 {
+        let invalidated = self.invalidated.get(&tenant).copied().unwrap_or(0);
+        self.listening_since.max(invalidated) + CLOCK_SKEW_MS
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 enum Store {
@@ -54,9 +81,13 @@ struct LocalEntry {
     expires: Instant,
 }
 
-/// Read before a database lookup whose result may be cached.
+/// Read before a database lookup whose result may be cached: the invalidation count, and when
+/// the lookup began.
 #[derive(Clone, Copy)]
-pub struct Generation(Option<u64>);
+pub struct Generation {
+    count: Option<u64>,
+    began_ms: u64,
+}
 
 pub fn token_key(hash: &[u8]) -> String {
     format!("quint:token:{}", hex::encode(hash))
@@ -109,6 +140,7 @@ impl Cache {
         Cache {
             store,
             listening: AtomicBool::new(false),
+            staleness: Mutex::new(Staleness::default()),
             last_redis_warning: Mutex::new(None),
         }
     }
@@ -117,6 +149,11 @@ impl Cache {
     /// false when its connection is lost.
     pub async fn set_listening(&self, listening: bool) {
         if listening {
+            *self.staleness.lock().unwrap_or_else(|e| e.into_inner()) = Staleness {
+                listening_since: unix_ms(),
+                invalidated: HashMap::new(),
+            };
+            // Hygiene only: what it fails to delete is stale by `listening_since` anyway.
             self.flush_all().await;
         }
         self.listening.store(listening, Ordering::SeqCst);
@@ -134,29 +171,38 @@ impl Cache {
                     .filter(|e| e.expires > Instant::now())
                     .map(|e| e.value.clone())
             }
-            Store::Redis { manager, signing } => self
-                .redis_get::<Option<String>>(manager, key)
-                .await
-                .flatten()
-                .and_then(|signed| verified(signing, key, &signed)),
+            Store::Redis { manager, signing } => {
+                let entry = self.redis_get::<Option<String>>(manager, key).await??;
+                let (tenant, began_ms, value) = verified(signing, key, &entry)?;
+                let fresh = {
+                    let staleness = self.staleness.lock().unwrap_or_else(|e| e.into_inner());
+                    began_ms > staleness.stale_before(tenant)
+                };
+                (fresh && began_ms + TTL.as_millis() as u64 > unix_ms()).then_some(value)
+            }
         }
     }
 
     pub async fn generation(&self) -> Generation {
-        match &self.store {
-            Store::Local { generation, .. } => Generation(Some(generation.load(Ordering::SeqCst))),
-            Store::Redis { manager, .. } => Generation(
-                self.redis_get::<Option<u64>>(manager, GENERATION_KEY)
-                    .await
-                    .map(|g| g.unwrap_or(0)),
-            ),
-        }
+        let began_ms = unix_ms();
+        let count = match &self.store {
+            Store::Local { generation, .. } => Some(generation.load(Ordering::SeqCst)),
+            Store::Redis { manager, .. } => self
+                .redis_get::<Option<u64>>(manager, GENERATION_KEY)
+                .await
+                .map(|g| g.unwrap_or(0)),
+        };
+        Generation { count, began_ms }
     }
 
     /// Stores `value` for `tenant` unless the tenant's entries were invalidated since
     /// `generation` was read, or this process is not listening.
     pub async fn fill(&self, key: &str, tenant: Uuid, value: &str, generation: Generation) {
-        let Generation(Some(read)) = generation else {
+        let Generation {
+            count: Some(read),
+            began_ms,
+        } = generation
+        else {
             return;
         };
         if !self.listening.load(Ordering::SeqCst) {
@@ -198,7 +244,7 @@ impl Cache {
                     .key(key)
                     .key(tenant_keys(tenant))
                     .key(GENERATION_KEY)
-                    .arg(signed(signing, key, value))
+                    .arg(signed(signing, key, tenant, began_ms, value))
                     .arg(read)
                     .arg(TTL.as_secs());
                 let fill = invocation.invoke_async::<i64>(&mut connection);
@@ -209,6 +255,14 @@ impl Cache {
 
     /// Drops every entry of `tenant`, and makes fills begun before now fail.
     pub async fn invalidate_tenant(&self, tenant: Uuid) {
+        {
+            let mut staleness = self.staleness.lock().unwrap_or_else(|e| e.into_inner());
+            let now = unix_ms();
+            // Entries older than the TTL are refused anyway: no need to remember them.
+            let horizon = now.saturating_sub(TTL.as_millis() as u64 + CLOCK_SKEW_MS);
+            staleness.invalidated.retain(|_, at| *at > horizon);
+            staleness.invalidated.insert(tenant, now);
+        }
         match &self.store {
             Store::Local {
                 entries,
@@ -229,14 +283,9 @@ impl Cache {
                 let mut connection = manager.clone();
                 let mut invocation = script.prepare_invoke();
                 invocation.key(tenant_keys(tenant)).key(GENERATION_KEY);
-                // Retried, not timed out: a lost invalidation would leave a revoked token in use.
-                for _ in 0..3 {
-                    match invocation.invoke_async::<i64>(&mut connection).await {
-                        Ok(_) => return,
-                        Err(error) => self.warn_redis(&error),
-                    }
-                }
-                tracing::error!(%tenant, "could not invalidate the tenant's cached tokens in Redis");
+                // If this fails, the entries stay in Redis but are stale by `staleness`.
+                let invalidate = invocation.invoke_async::<i64>(&mut connection);
+                self.redis_answer(tokio::time::timeout(REDIS_TIMEOUT, invalidate).await);
             }
         }
     }
@@ -333,18 +382,30 @@ impl Cache {
     }
 }
 
-/// `value` followed by a tab and the hex HMAC of the Redis key and the value.
-fn signed(signing: &ring::hmac::Key, key: &str, value: &str) -> String {
-    let tag = ring::hmac::sign(signing, format!("{key}\n{value}").as_bytes());
-    format!("{value}\t{}", hex::encode(tag.as_ref()))
+/// A Redis entry: tenant, lookup start, value and the hex HMAC of all three and the Redis key,
+/// tab-separated.
+fn signed(
+    signing: &ring::hmac::Key,
+    key: &str,
+    tenant: Uuid,
+    began_ms: u64,
+    value: &str,
+) -> String {
+    let body = format!("{tenant}\t{began_ms}\t{value}");
+    let tag = ring::hmac::sign(signing, format!("{key}\n{body}").as_bytes());
+    format!("{body}\t{}", hex::encode(tag.as_ref()))
 }
 
-/// The value of a signed entry if its signature verifies (constant-time comparison).
-fn verified(signing: &ring::hmac::Key, key: &str, signed: &str) -> Option<String> {
-    let (value, tag) = signed.rsplit_once('\t')?;
+/// Tenant, lookup start and value of a signed entry, if its signature verifies (constant-time
+/// comparison).
+fn verified(signing: &ring::hmac::Key, key: &str, signed: &str) -> Option<(Uuid, u64, String)> {
+    let (body, tag) = signed.rsplit_once('\t')?;
     let tag = hex::decode(tag).ok()?;
-    ring::hmac::verify(signing, format!("{key}\n{value}").as_bytes(), &tag).ok()?;
-    Some(value.to_string())
+    ring::hmac::verify(signing, format!("{key}\n{body}").as_bytes(), &tag).ok()?;
+    let mut fields = body.splitn(3, '\t');
+    let tenant = fields.next()?.parse().ok()?;
+    let began_ms = fields.next()?.parse().ok()?;
+    Some((tenant, began_ms, fields.next()?.to_string()))
 }
 
 #[cfg(test)]
@@ -387,14 +448,21 @@ mod tests {
     fn signed_entries_verify_only_unchanged_and_under_their_own_key() {
         let key = |k: &[u8]| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k);
         let signing = key(b"0123456789abcdef0123456789abcdef");
-        let entry = signed(&signing, "quint:token:aa", "tenant device");
+        let tenant = Uuid::now_v7();
+        let entry = signed(&signing, "quint:token:aa", tenant, 42, "tenant device");
         let check = |k: &ring::hmac::Key, at: &str, e: &str| verified(k, at, e);
         assert_eq!(
-            check(&signing, "quint:token:aa", &entry).as_deref(),
-            Some("tenant device")
+            check(&signing, "quint:token:aa", &entry),
+            Some((tenant, 42, "tenant device".to_string()))
         );
         assert_eq!(check(&signing, "quint:token:bb", &entry), None, "moved");
-        let forged = entry.replacen("tenant", "other!", 1);
+        let younger = entry.replacen("\t42\t", "\t43\t", 1);
+        assert_eq!(
+            check(&signing, "quint:token:aa", &younger),
+            None,
+            "made younger"
+        );
+        let forged = entry.replacen("tenant device", "tenant other!", 1);
         assert_eq!(check(&signing, "quint:token:aa", &forged), None, "changed");
         assert_eq!(
             check(&signing, "quint:token:aa", "tenant device"),
@@ -403,5 +471,16 @@ mod tests {
         );
         let other = key(b"another key, another relay fleet");
         assert_eq!(check(&other, "quint:token:aa", &entry), None, "another key");
+    }
+
+    #[test]
+    fn entries_from_lookups_begun_before_an_invalidation_are_stale() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let staleness = Staleness {
+            listening_since: 1_000_000,
+            invalidated: HashMap::from([(a, 2_000_000)]),
+        };
+        assert_eq!(staleness.stale_before(a), 2_000_000 + CLOCK_SKEW_MS);
+        assert_eq!(staleness.stale_before(b), 1_000_000 + CLOCK_SKEW_MS);
     }
 }

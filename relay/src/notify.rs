@@ -15,6 +15,8 @@ use crate::cache::Cache;
 
 pub const POLICY_CHANNEL: &str = "quint_policy";
 pub const TENANT_CHANNEL: &str = "quint_tenant";
+/// How often the listening connection proves it is alive (and how long it may take).
+const HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// Starts the listener; reconnects after errors. Returns the sender policy long-polls
 /// subscribe to.
@@ -61,7 +63,20 @@ async fn listen(
         .batch_execute(&format!("LISTEN {POLICY_CHANNEL}; LISTEN {TENANT_CHANNEL}"))
         .await?;
     cache.set_listening(true).await;
-    while let Some(message) = received.recv().await {
+    // A connection a NAT or load balancer dropped silently would never error, and every note
+    // would be lost while the cache went on serving: ask for an answer every few seconds.
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        let message = tokio::select! {
+            message = received.recv() => message,
+            _ = heartbeat.tick() => {
+                tokio::time::timeout(HEARTBEAT, client.simple_query("SELECT 1"))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no answer to the heartbeat in {HEARTBEAT:?}"))??;
+                continue;
+            }
+        };
+        let Some(message) = message else { break };
         if let AsyncMessage::Notification(note) = message {
             let Ok(tenant) = note.payload().parse::<Uuid>() else {
                 continue;

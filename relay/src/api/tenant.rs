@@ -338,23 +338,32 @@ pub async fn list_actions(
         limit: query.limit,
         cursor: query.cursor.clone(),
     };
-    Ok(Json(
-        keyset_page(
-            &state,
-            key.tenant_id,
-            sql,
-            &page,
-            &[
-                &query.session,
-                &query.device,
-                &query.platform,
-                &query.decision,
-                &query.since,
-                &query.until,
-            ],
-        )
-        .await?,
-    ))
+    let mut page = keyset_page(
+        &state,
+        key.tenant_id,
+        sql,
+        &page,
+        &[
+            &query.session,
+            &query.device,
+            &query.platform,
+            &query.decision,
+            &query.since,
+            &query.until,
+        ],
+    )
+    .await?;
+    // Optional fields the device left out stay out, as in the envelope it sent.
+    for item in &mut page.items {
+        if let Some(fields) = item.as_object_mut() {
+            for optional in ["agent_pid", "tool_name", "target"] {
+                if fields.get(optional).is_some_and(Value::is_null) {
+                    fields.shift_remove(optional);
+                }
+            }
+        }
+    }
+    Ok(Json(page))
 }
 
 /// Agent sessions.
