@@ -9,15 +9,16 @@
 //! once. Two races are closed: a lookup that read the database before a revocation committed
 //! but fills the cache after the invalidation is discarded (fills carry the generation read
 //! before the lookup; an invalidation bumps it), and a process that is not listening (its
-//! connection lost) neither reads nor fills, then empties the cache when it listens again,
-//! since it may have missed notes. Entries also expire after a minute.
+//! connection lost) neither reads nor fills, and when it listens again distrusts what was
+//! filled before (it may have missed notes): it empties its own memory, and Redis entries from
+//! before are stale by the rule below. Entries also expire after a minute.
 //!
 //! Redis is an optimisation: an error or a slow answer falls through to Postgres. It is not
 //! trusted either. Every entry is signed (HMAC-SHA256 with a key only the relay's database
 //! role can read, migration 0003) together with its tenant and the time the lookup behind it
 //! began, and a process accepts an entry only if it verifies, is under a minute old, and began
 //! after the last invalidation of its tenant this process heard of (and after it began
-//! listening), allowing `CLOCK_SKEW` between relay hosts. So neither a forged entry, nor a
+//! listening), allowing `CLOCK_SKEW_MS` between relay hosts. So neither a forged entry, nor a
 //! genuine one written back after a revocation, nor one Redis failed to delete is ever used.
 
 use std::collections::HashMap;
@@ -153,8 +154,7 @@ impl Cache {
                 listening_since: unix_ms(),
                 invalidated: HashMap::new(),
             };
-            // Hygiene only: what it fails to delete is stale by `listening_since` anyway.
-            self.flush_all().await;
+            self.drop_local(|_| true);
         }
         self.listening.store(listening, Ordering::SeqCst);
     }
@@ -263,80 +263,35 @@ impl Cache {
             staleness.invalidated.retain(|_, at| *at > horizon);
             staleness.invalidated.insert(tenant, now);
         }
-        match &self.store {
-            Store::Local {
-                entries,
-                generation,
-            } => {
-                let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
-                generation.fetch_add(1, Ordering::SeqCst);
-                entries.retain(|_, e| e.tenant != tenant);
-            }
-            Store::Redis { manager, .. } => {
-                let script = redis::Script::new(
-                    r"redis.call('INCR', KEYS[2])
+        self.drop_local(|e| e.tenant == tenant);
+        if let Store::Redis { manager, .. } = &self.store {
+            let script = redis::Script::new(
+                r"redis.call('INCR', KEYS[2])
                       local keys = redis.call('SMEMBERS', KEYS[1])
                       for _, key in ipairs(keys) do redis.call('DEL', key) end
                       redis.call('DEL', KEYS[1])
                       return #keys",
-                );
-                let mut connection = manager.clone();
-                let mut invocation = script.prepare_invoke();
-                invocation.key(tenant_keys(tenant)).key(GENERATION_KEY);
-                // If this fails, the entries stay in Redis but are stale by `staleness`.
-                let invalidate = invocation.invoke_async::<i64>(&mut connection);
-                self.redis_answer(tokio::time::timeout(REDIS_TIMEOUT, invalidate).await);
-            }
+            );
+            let mut connection = manager.clone();
+            let mut invocation = script.prepare_invoke();
+            invocation.key(tenant_keys(tenant)).key(GENERATION_KEY);
+            // If this fails, the entries stay in Redis but are stale by `staleness`.
+            let invalidate = invocation.invoke_async::<i64>(&mut connection);
+            self.redis_answer(tokio::time::timeout(REDIS_TIMEOUT, invalidate).await);
         }
     }
 
-    /// Empties the whole cache (this process's, or every relay's entries in Redis).
-    async fn flush_all(&self) {
-        match &self.store {
-            Store::Local {
-                entries,
-                generation,
-            } => {
-                let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
-                generation.fetch_add(1, Ordering::SeqCst);
-                entries.clear();
-            }
-            Store::Redis { manager, .. } => {
-                let mut connection = manager.clone();
-                let flush = async {
-                    redis::cmd("INCR")
-                        .arg(GENERATION_KEY)
-                        .query_async::<i64>(&mut connection)
-                        .await?;
-                    for pattern in ["quint:token:*", "tenant:*:keys", "tenant:*:policy"] {
-                        let mut cursor = 0u64;
-                        loop {
-                            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                                .arg(cursor)
-                                .arg("MATCH")
-                                .arg(pattern)
-                                .arg("COUNT")
-                                .arg(1000)
-                                .query_async(&mut connection)
-                                .await?;
-                            if !keys.is_empty() {
-                                redis::cmd("DEL")
-                                    .arg(&keys)
-                                    .query_async::<i64>(&mut connection)
-                                    .await?;
-                            }
-                            if next == 0 {
-                                break;
-                            }
-                            cursor = next;
-                        }
-                    }
-                    Ok::<(), redis::RedisError>(())
-                };
-                if let Err(error) = flush.await {
-                    self.warn_redis(&error);
-                }
-            }
+    /// Drops this process's entries that `stale` picks, and makes fills begun before now fail.
+    /// Redis needs no such pass: its entries are judged stale when read (`Staleness`).
+    fn drop_local(&self, stale: impl Fn(&LocalEntry) -> bool) {
+        if let Store::Local {
+            entries,
+            generation,
+        } = &self.store
+        {
+            let mut entries = entries.lock().unwrap_or_else(|e| e.into_inner());
+            generation.fetch_add(1, Ordering::SeqCst);
+            entries.retain(|_, e| !stale(e));
         }
     }
 
