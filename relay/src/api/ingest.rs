@@ -233,7 +233,7 @@ impl ActionColumns {
 
 /// What of an envelope has no column of its own (`actions.payload`): the arguments, labels,
 /// agent pid and schema version. Everything else is stored once, in its column; the action
-/// listing puts the envelope back together (tenant::ACTION_ITEM).
+/// listing puts the envelope back together (`action_item!` in tenant.rs).
 #[derive(Serialize)]
 struct PayloadRest<'a> {
     schema_version: u16,
