@@ -18,6 +18,7 @@ pub const DEFAULT_PACK: &[(&str, &str)] = pack!(
     "persistence.yaml",
     "privilege.yaml",
     "tamper.yaml",
+    "mcp.yaml",
 );
 
 pub fn default_sources() -> Vec<PolicySource> {

@@ -104,6 +104,36 @@ impl ToolKind {
     }
 }
 
+/// What an MCP tool does to the paths or commands in its arguments, judged by its name: MCP
+/// servers name tools freely (`read_text_file`, `get_file_contents`, `run_query`), so the words
+/// of the name decide. Reading is the fallback for file-like tools: it is the weakest claim.
+pub fn mcp_implied_action(tool: &str) -> Option<ActionType> {
+    match classify(tool) {
+        ToolKind::Shell => return Some(ActionType::ProcessExec),
+        ToolKind::Read => return Some(ActionType::FileRead),
+        ToolKind::Write => return Some(ActionType::FileWrite),
+        _ => {}
+    }
+    let lower = tool.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |list: &[&str]| words.iter().any(|w| list.contains(w));
+    if has(&[
+        "exec", "execute", "run", "shell", "terminal", "command", "spawn",
+    ]) {
+        Some(ActionType::ProcessExec)
+    } else if has(&[
+        "write", "edit", "create", "move", "delete", "remove", "rename", "upload", "put", "save",
+        "append", "patch", "replace", "mkdir",
+    ]) {
+        Some(ActionType::FileWrite)
+    } else {
+        Some(ActionType::FileRead)
+    }
+}
+
 /// Splits `mcp__server__tool` into its server and tool.
 pub fn split_mcp_tool_name(tool_name: &str) -> Option<(&str, &str)> {
     let rest = tool_name.strip_prefix("mcp__")?;

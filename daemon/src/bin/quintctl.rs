@@ -135,6 +135,12 @@ struct EvalArgs {
     mcp_server: Option<String>,
     #[arg(long)]
     mcp_tool: Option<String>,
+    /// pinned, changed, new or unlisted
+    #[arg(long)]
+    mcp_tool_pin: Option<String>,
+    /// SQL passed to an MCP tool.
+    #[arg(long)]
+    sql: Option<String>,
     #[arg(long)]
     cwd: Option<String>,
     /// Policy files or directories to evaluate with (default: the configured policy.d).
@@ -248,6 +254,8 @@ fn main() -> ExitCode {
                         url: args.url,
                         mcp_server: args.mcp_server,
                         mcp_tool: args.mcp_tool,
+                        mcp_tool_pin: args.mcp_tool_pin,
+                        sql: args.sql,
                         cwd: args.cwd,
                     }),
                 };

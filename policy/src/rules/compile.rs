@@ -239,7 +239,7 @@ fn compile_condition(condition: &Condition, builder: &mut MatchersBuilder) -> Re
             condition.action.iter().fold(0, |m, a| m | a.bit()),
         ));
     }
-    let fields: [(AtomField, &Vec<String>); 8] = [
+    let fields: [(AtomField, &Vec<String>); 10] = [
         (AtomField::Platform, &condition.platform),
         (AtomField::Tool, &condition.tool),
         (AtomField::Path, &condition.path),
@@ -248,6 +248,8 @@ fn compile_condition(condition: &Condition, builder: &mut MatchersBuilder) -> Re
         (AtomField::Host, &condition.host),
         (AtomField::McpServer, &condition.mcp_server),
         (AtomField::McpTool, &condition.mcp_tool),
+        (AtomField::McpToolPin, &condition.mcp_tool_pin),
+        (AtomField::Sql, &condition.sql),
     ];
     for (field, patterns) in fields {
         if !patterns.is_empty() {

@@ -102,8 +102,11 @@ pub struct MatchersBuilder {
     host_globs: GlobAtoms,
     host_exact: HashMap<String, Vec<AtomId>>,
     platforms: HashMap<String, Vec<AtomId>>,
+    pin_states: HashMap<String, Vec<AtomId>>,
     regexes: Vec<String>,
     regex_atoms: Vec<AtomId>,
+    sql_regexes: Vec<String>,
+    sql_atoms: Vec<AtomId>,
     words: Vec<String>,
     word_atoms: Vec<AtomId>,
 }
@@ -160,6 +163,24 @@ impl MatchersBuilder {
                     self.regexes.push(pattern.clone());
                     self.regex_atoms.push(atom);
                 }
+                AtomField::Sql => {
+                    Regex::new(pattern)
+                        .map_err(|e| format!("invalid sql regex `{pattern}`: {e}"))?;
+                    self.sql_regexes.push(pattern.clone());
+                    self.sql_atoms.push(atom);
+                }
+                AtomField::McpToolPin => {
+                    if !PIN_STATES.contains(&pattern.as_str()) {
+                        return Err(format!(
+                            "unknown mcp_tool_pin `{pattern}`: expected one of {}",
+                            PIN_STATES.join(", ")
+                        ));
+                    }
+                    self.pin_states
+                        .entry(pattern.clone())
+                        .or_default()
+                        .push(atom);
+                }
                 AtomField::CommandWords => {
                     self.words.push(pattern.to_ascii_lowercase());
                     self.word_atoms.push(atom);
@@ -179,11 +200,15 @@ impl MatchersBuilder {
         ] {
             globs.build()?;
         }
-        let regexes = RegexSetBuilder::new(&self.regexes)
-            .size_limit(256 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .map_err(|e| format!("command regexes do not compile together: {e}"))?;
+        let regex_set = |patterns: &[String], field: &str| {
+            RegexSetBuilder::new(patterns)
+                .size_limit(256 << 20)
+                .dfa_size_limit(64 << 20)
+                .build()
+                .map_err(|e| format!("{field} regexes do not compile together: {e}"))
+        };
+        let regexes = regex_set(&self.regexes, "command")?;
+        let sql_regexes = regex_set(&self.sql_regexes, "sql")?;
         let words = if self.words.is_empty() {
             None
         } else {
@@ -204,8 +229,11 @@ impl MatchersBuilder {
             host_globs: self.host_globs,
             host_exact: self.host_exact,
             platforms: self.platforms,
+            pin_states: self.pin_states,
             regexes,
             regex_atoms: self.regex_atoms,
+            sql_regexes,
+            sql_atoms: self.sql_atoms,
             words,
             word_atoms: self.word_atoms,
         })
@@ -223,7 +251,12 @@ pub enum AtomField {
     Host,
     McpServer,
     McpTool,
+    McpToolPin,
+    Sql,
 }
+
+/// The states `mcp_tool_pin` can name (set by `quintctl mcp wrap`).
+pub const PIN_STATES: &[&str] = &["pinned", "changed", "new", "unlisted"];
 
 impl AtomField {
     pub fn name(self) -> &'static str {
@@ -236,15 +269,17 @@ impl AtomField {
             AtomField::Host => "host",
             AtomField::McpServer => "mcp_server",
             AtomField::McpTool => "mcp_tool",
+            AtomField::McpToolPin => "mcp_tool_pin",
+            AtomField::Sql => "sql",
         }
     }
 
     pub fn kind(self) -> AtomKind {
         match self {
-            AtomField::Command | AtomField::CommandWords => AtomKind::Command,
+            AtomField::Command | AtomField::CommandWords | AtomField::Sql => AtomKind::Command,
             AtomField::Path => AtomKind::Path,
             AtomField::Host => AtomKind::Host,
-            AtomField::McpServer | AtomField::McpTool => AtomKind::Mcp,
+            AtomField::McpServer | AtomField::McpTool | AtomField::McpToolPin => AtomKind::Mcp,
             AtomField::Tool => AtomKind::Tool,
             AtomField::Platform => AtomKind::Platform,
         }
@@ -260,8 +295,11 @@ pub struct Matchers {
     host_globs: GlobAtoms,
     host_exact: HashMap<String, Vec<AtomId>>,
     platforms: HashMap<String, Vec<AtomId>>,
+    pin_states: HashMap<String, Vec<AtomId>>,
     regexes: RegexSet,
     regex_atoms: Vec<AtomId>,
+    sql_regexes: RegexSet,
+    sql_atoms: Vec<AtomId>,
     words: Option<AhoCorasick>,
     word_atoms: Vec<AtomId>,
 }
@@ -289,6 +327,20 @@ impl Matchers {
         }
         if let Some(atoms) = self.platforms.get(&facts.platform.to_ascii_lowercase()) {
             atoms.iter().for_each(|&atom| fired.set(atom));
+        }
+        if let Some(atoms) = facts
+            .mcp_tool_pin
+            .as_ref()
+            .and_then(|state| self.pin_states.get(state))
+        {
+            atoms.iter().for_each(|&atom| fired.set(atom));
+        }
+        if !self.sql_regexes.is_empty() {
+            for sql in &facts.sql {
+                for index in self.sql_regexes.matches(sql).iter() {
+                    fired.set(self.sql_atoms[index]);
+                }
+            }
         }
         for host in &facts.hosts {
             // `example.com` in a rule covers `a.b.example.com`: look up every parent domain.

@@ -50,6 +50,12 @@ pub struct Condition {
     pub mcp_server: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     pub mcp_tool: Vec<String>,
+    /// The pin state of the MCP tool: `pinned`, `changed`, `new`, `unlisted`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub mcp_tool_pin: Vec<String>,
+    /// Regexes over SQL found in MCP arguments.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub sql: Vec<String>,
     #[serde(default)]
     pub any: Vec<Condition>,
     #[serde(default)]
@@ -69,6 +75,8 @@ impl Condition {
             && self.host.is_empty()
             && self.mcp_server.is_empty()
             && self.mcp_tool.is_empty()
+            && self.mcp_tool_pin.is_empty()
+            && self.sql.is_empty()
             && self.any.is_empty()
             && self.all.is_empty()
             && self.not.is_none()
@@ -126,6 +134,11 @@ pub struct TestCase {
     pub mcp_server: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp_tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_tool_pin: Option<String>,
+    /// SQL passed to an MCP tool (as its `sql` argument).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
 }

@@ -17,7 +17,11 @@ impl TestCase {
             ActionType::ProcessExec
         } else if self.path.is_some() {
             ActionType::FileRead
-        } else if self.mcp_server.is_some() || self.mcp_tool.is_some() {
+        } else if self.mcp_server.is_some()
+            || self.mcp_tool.is_some()
+            || self.mcp_tool_pin.is_some()
+            || self.sql.is_some()
+        {
             ActionType::McpCall
         } else {
             ActionType::ToolCall
@@ -59,6 +63,12 @@ impl TestCase {
         }
         if let Some(tool) = &self.mcp_tool {
             event.labels.insert("mcp_tool".into(), tool.clone());
+        }
+        if let Some(state) = &self.mcp_tool_pin {
+            event.labels.insert("mcp_tool_pin".into(), state.clone());
+        }
+        if let Some(sql) = &self.sql {
+            arguments.insert("sql".into(), sql.clone().into());
         }
         event.arguments = arguments.into();
         event.labels.insert("home".into(), TEST_HOME.into());
