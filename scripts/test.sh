@@ -72,6 +72,27 @@ else
     echo "installed $(target/st-venv/bin/schemathesis --version) into target/st-venv"
 fi
 
+step "npm packages for the MCP gateway tests"
+# Real MCP software from npm (the official SDK, server-filesystem, server-everything), pinned by
+# tests/mcp/package-lock.json, for the end-to-end tests of `quintctl mcp wrap`. Installs Debian's
+# nodejs and npm if node or npm is missing; reinstalls the packages only when package.json or the
+# lock changed since the last install (their hash is kept in node_modules/.quint-lock-sha).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "installing nodejs and npm"
+    apt_install nodejs npm
+fi
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
+    echo "warning: node $(node --version) is older than 20, which some of the pinned packages require" >&2
+mcp_lock_sha=$(cat tests/mcp/package.json tests/mcp/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat tests/mcp/node_modules/.quint-lock-sha 2>/dev/null)" = "$mcp_lock_sha" ]; then
+    echo "tests/mcp/node_modules is up to date with its lock"
+else
+    npm ci --prefix tests/mcp --no-audit --no-fund
+    echo "$mcp_lock_sha" >tests/mcp/node_modules/.quint-lock-sha
+fi
+export QUINT_TEST_NODE="$(command -v node)"
+echo "using node $(node --version) at $QUINT_TEST_NODE"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
