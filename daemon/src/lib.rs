@@ -5,6 +5,7 @@ pub mod config;
 pub mod ctl;
 pub mod hook;
 pub mod key_file;
+pub mod mcp;
 pub mod policy_layers;
 pub mod protocol;
 pub mod redaction;

@@ -42,6 +42,20 @@ pub enum Request {
     FindSecret {
         candidate: String,
     },
+    /// An MCP server's `tools/list` result, compared with (or, the first time, becoming) the
+    /// caller's pins for that server.
+    McpListing {
+        server: String,
+        tools: Vec<crate::store::mcp_pins::ToolDefinition>,
+        /// Not paginated: tools missing from it are gone.
+        complete: bool,
+    },
+    /// Accept a server's tools as last listed (`quintctl mcp approve`).
+    McpApprove {
+        server: String,
+    },
+    /// The caller's pinned servers and tools (every user's, for root).
+    McpServers,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +67,9 @@ pub struct EvaluateReply {
     pub risk_score: u8,
     /// False when the same event id had already been recorded.
     pub recorded: bool,
+    /// Tags of the matching rules (see `Verdict::tags`).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

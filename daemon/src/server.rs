@@ -21,6 +21,7 @@ use crate::protocol::{
     Request, MALFORMED_INPUT_RULE, MAX_REQUEST_BYTES,
 };
 use crate::spool;
+use crate::store::mcp_pins;
 use crate::store::outbox::{self, EventFilter};
 use crate::store::{open_reader, Appended, Recorder};
 
@@ -370,6 +371,7 @@ impl Daemon {
                 reason: verdict.reason,
                 risk_score: verdict.risk_score,
                 recorded: outcomes.first() != Some(&Appended::Duplicate),
+                tags: verdict.tags,
             }),
             Err(message) => Reply::error("storage", message),
         }
@@ -392,8 +394,28 @@ impl Daemon {
                 reason: None,
                 risk_score: 50,
                 recorded: outcomes.first() != Some(&Appended::Duplicate),
+                tags: Vec::new(),
             }),
             Err(message) => Reply::error("storage", message),
+        }
+    }
+
+    /// Runs a pin-store operation on its own connection (pins change rarely; the recorder's
+    /// writer thread stays dedicated to actions).
+    async fn with_pins<T: serde::Serialize + Send + 'static>(
+        &self,
+        operation: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Reply {
+        let database = self.config.database_path();
+        let outcome = tokio::task::spawn_blocking(move || -> anyhow::Result<T> {
+            let mut conn = crate::store::open_database(&database, "NORMAL")?;
+            Ok(operation(&mut conn)?)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(result)) => Reply::ok(result),
+            Ok(Err(e)) => Reply::error("storage", e.to_string()),
+            Err(e) => Reply::error("internal", e.to_string()),
         }
     }
 
@@ -809,6 +831,36 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             Reply::ok(serde_json::json!({ "ingested": daemon.ingest_spool().await }))
         }
         Request::Follow { .. } => Reply::error("bad_request", "follow is a streaming request"),
+        Request::McpListing {
+            server,
+            tools,
+            complete,
+        } => {
+            daemon
+                .with_pins(move |conn| {
+                    mcp_pins::check_listing(conn, peer.uid, &server, &tools, complete)
+                })
+                .await
+        }
+        Request::McpApprove { server } => {
+            let named = server.clone();
+            match daemon
+                .with_pins(move |conn| mcp_pins::approve(conn, peer.uid, &server))
+                .await
+            {
+                Reply { ok: true, result: Some(serde_json::Value::Null), .. } => Reply::error(
+                    "not_found",
+                    format!("no MCP server named {named:?} has been listed through `quintctl mcp wrap` by this user"),
+                ),
+                reply => reply,
+            }
+        }
+        Request::McpServers => {
+            let scope = peer.scope(EventFilter::default(), daemon.own_uid).peer_uid;
+            daemon
+                .with_pins(move |conn| mcp_pins::list(conn, scope))
+                .await
+        }
     }
 }
 

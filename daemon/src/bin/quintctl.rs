@@ -70,6 +70,54 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// The MCP gateway: wrap servers, see and approve their pinned tools.
+    Mcp {
+        #[command(subcommand)]
+        action: McpAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum McpAction {
+    /// Run an MCP server (stdio) through Quint: every tools/call is decided by policy first.
+    Wrap {
+        /// The server's name in policy, events and pins (default: from the command).
+        #[arg(long)]
+        name: Option<String>,
+        /// The agent that starts this server (claude-code, cursor, …), for events.
+        #[arg(long)]
+        agent: Option<String>,
+        /// The server command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Known servers, their tools and pin state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept a server's tool definitions as last listed (after reviewing a change).
+    Approve {
+        server: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Route agents' MCP servers through `quintctl mcp wrap` (idempotent, with a backup).
+    Install(McpInstallArgs),
+    /// Undo `mcp install`; restores the original file byte for byte when untouched since.
+    Uninstall(McpInstallArgs),
+}
+
+#[derive(Args)]
+struct McpInstallArgs {
+    /// Only these agents (repeatable); default: every agent whose config exists.
+    #[arg(long = "agent")]
+    agents: Vec<ctl::mcp_install::McpAgent>,
+    /// Show the diff, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +240,38 @@ fn run_hook(agent: &str) -> ExitCode {
     ExitCode::from(answer.exit_code as u8)
 }
 
+/// The MCP gateway outlives config errors: the server still runs, and every tool call is
+/// refused with the reason, like the hook does.
+fn run_mcp_wrap(
+    name: Option<String>,
+    agent: Option<String>,
+    command: Vec<std::ffi::OsString>,
+) -> ExitCode {
+    let config = match Config::load_for_hook() {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!("quint mcp: {e}; every tool call will be refused");
+            None
+        }
+    };
+    let name = name.unwrap_or_else(|| quint_daemon::mcp::derive_server_name(&command));
+    let options = quint_daemon::mcp::proxy::WrapOptions {
+        name,
+        agent,
+        command,
+    };
+    ExitCode::from(quint_daemon::mcp::proxy::run(options, config).clamp(0, 255) as u8)
+}
+
+fn mcp_install(install: bool, args: McpInstallArgs) -> i32 {
+    ctl::mcp_install::run(ctl::mcp_install::Request {
+        install,
+        agents: args.agents,
+        dry_run: args.dry_run,
+        json: args.json,
+    })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 3 && args[1] == "hook" {
@@ -200,6 +280,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Hook { agent } = &cli.command {
         return run_hook(agent);
+    }
+    if let Command::Mcp {
+        action:
+            McpAction::Wrap {
+                name,
+                agent,
+                command,
+            },
+    } = cli.command
+    {
+        return run_mcp_wrap(name, agent, command);
     }
     let config = match Config::load() {
         Ok(config) => config,
@@ -210,6 +301,13 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Hook { .. } => unreachable!("handled above"),
+        Command::Mcp { action } => match action {
+            McpAction::Wrap { .. } => unreachable!("handled above"),
+            McpAction::List { json } => ctl::mcp::list(&config, json),
+            McpAction::Approve { server, json } => ctl::mcp::approve(&config, &server, json),
+            McpAction::Install(args) => mcp_install(true, args),
+            McpAction::Uninstall(args) => mcp_install(false, args),
+        },
         Command::Status { json } => ctl::status::run(&config, json),
         Command::Hooks { action } => {
             let (install, args) = match action {
@@ -245,7 +343,7 @@ fn main() -> ExitCode {
             PolicyAction::Eval(args) => {
                 let input = match args.event {
                     Some(from) => EvalInput::Envelope(from),
-                    None => EvalInput::Flags(TestCase {
+                    None => EvalInput::Flags(Box::new(TestCase {
                         action: args.action,
                         tool: args.tool,
                         platform: args.platform,
@@ -257,7 +355,7 @@ fn main() -> ExitCode {
                         mcp_tool_pin: args.mcp_tool_pin,
                         sql: args.sql,
                         cwd: args.cwd,
-                    }),
+                    })),
                 };
                 ctl::policy::eval(&config, &args.policy, input, args.json)
             }

@@ -68,6 +68,7 @@ pub fn run(agent_name: &str, config: Option<&Config>) -> HookAnswer {
             &Outcome {
                 decision: Decision::Allow,
                 message: String::new(),
+                tags: Vec::new(),
             },
         );
     };
@@ -184,7 +185,7 @@ fn refuse_and_record(
 /// Asks quintd; falls back to the local snapshot and the spool when it does not answer.
 /// quintd's answer; the local snapshot's when quintd cannot be reached; `Err` when quintd
 /// answered but refused the request.
-fn decide(config: &Config, mut event: Event) -> Result<Outcome, String> {
+pub(crate) fn decide(config: &Config, mut event: Event) -> Result<Outcome, String> {
     let client = DaemonClient::new(&config.socket, config.hook_timeout());
     match client.call::<EvaluateReply>(&Request::Evaluate {
         event: Box::new(event.clone()),
@@ -198,6 +199,7 @@ fn decide(config: &Config, mut event: Event) -> Result<Outcome, String> {
                     reply.reason.as_deref(),
                     false,
                 ),
+                tags: reply.tags,
             })
         }
         Err(ClientError::Refused { code, message }) => {
@@ -219,6 +221,7 @@ fn decide(config: &Config, mut event: Event) -> Result<Outcome, String> {
             verdict.reason.as_deref(),
             true,
         ),
+        tags: verdict.tags,
     })
 }
 

@@ -138,7 +138,7 @@ pub fn test(config: &Config, paths: &[PathBuf], json_output: bool) -> i32 {
 pub enum EvalInput {
     /// An envelope (JSON) from a file or `-` for stdin.
     Envelope(String),
-    Flags(TestCase),
+    Flags(Box<TestCase>),
 }
 
 pub fn eval(config: &Config, policy_paths: &[PathBuf], input: EvalInput, json_output: bool) -> i32 {

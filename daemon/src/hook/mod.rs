@@ -90,6 +90,8 @@ pub struct HookAnswer {
 pub struct Outcome {
     pub decision: Decision,
     pub message: String,
+    /// Tags of the matching rules (the MCP gateway acts on `redact-response`).
+    pub tags: Vec<String>,
 }
 
 /// Process facts of the hook invocation that the agent's JSON does not carry.

@@ -13,6 +13,7 @@ fn context() -> HookContext {
 
 fn outcome(decision: Decision) -> Outcome {
     Outcome {
+        tags: Vec::new(),
         decision,
         message: "Quint policy: blocked".into(),
     }

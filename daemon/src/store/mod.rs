@@ -2,6 +2,7 @@
 //! in one transaction per batch so an answered hook call is always on disk.
 
 pub mod audit;
+pub mod mcp_pins;
 pub mod outbox;
 
 use std::path::Path;
@@ -91,6 +92,7 @@ pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connectio
         );
     }
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(mcp_pins::SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(conn)
 }

@@ -300,6 +300,9 @@ pub struct Verdict {
     pub risk_score: u8,
     /// The deciding rule's description, for the agent and the user.
     pub reason: Option<String>,
+    /// Tags of every matching rule (sorted, once each): `redact-response` asks the MCP gateway
+    /// to redact the tool's answer before the agent sees it.
+    pub tags: Vec<String>,
 }
 
 impl Verdict {
@@ -434,6 +437,15 @@ impl Policy {
             reason: top.map(|r| r.description.clone()),
             risk_score: risk::score(matched.iter().map(|r| (r.verdict, r.severity)), facts),
             rule_ids: matched.iter().map(|r| r.id.clone()).collect(),
+            tags: {
+                let mut tags: Vec<String> = matched
+                    .iter()
+                    .flat_map(|r| r.tags.iter().cloned())
+                    .collect();
+                tags.sort_unstable();
+                tags.dedup();
+                tags
+            },
         };
         // What could not be inspected is not clean: padding a command past the limits must not
         // be a way around a deny.
