@@ -5,16 +5,12 @@
 //! exactly when the file is as Quint left it; if the user edited it since, only Quint's entries
 //! are removed. `--dry-run` prints the diff instead of writing.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
-use super::output::print_json;
+use super::settings_file::{self, read_optional, Installed, Outcome, Uninstalled};
 use crate::hook::Agent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -193,172 +189,27 @@ fn remove_hooks(agent: Agent, document: &mut Value) -> bool {
     changed
 }
 
-/// What the sidecar remembers of an install.
-#[derive(Serialize, Deserialize)]
-struct Backup {
-    original_existed: bool,
-    original: String,
-    installed_sha256: String,
-}
-
-fn backup_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".quint-backup");
-    path.with_file_name(name)
-}
-
-fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>, String> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-fn parse_document(path: &Path, text: Option<&str>) -> Result<Value, String> {
-    match text {
-        None => Ok(json!({})),
-        Some(t) if t.trim().is_empty() => Ok(json!({})),
-        Some(t) => serde_json::from_str(t)
-            .map_err(|e| format!("cannot parse {} ({e}); left it unchanged", path.display())),
-    }
-}
-
-fn render(document: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(document).unwrap_or_default();
-    text.push('\n');
-    text
-}
-
-/// Writes through a temp file and a rename, keeping the file's mode.
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(fail)?;
-    }
-    let mode = fs::metadata(path)
-        .map(|m| m.permissions().mode())
-        .unwrap_or(0o644);
-    let temporary = path.with_extension("quint-tmp");
-    let mut file = fs::File::create(&temporary).map_err(fail)?;
-    file.write_all(text.as_bytes()).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    fs::set_permissions(&temporary, fs::Permissions::from_mode(mode)).map_err(fail)?;
-    fs::rename(&temporary, path).map_err(fail)
-}
-
-fn unified_diff(path: &Path, before: &str, after: &str) -> String {
-    similar::TextDiff::from_lines(before, after)
-        .unified_diff()
-        .header(
-            &format!("{} (before)", path.display()),
-            &format!("{} (after)", path.display()),
-        )
-        .to_string()
-}
-
-#[derive(Debug, Serialize)]
-pub struct Outcome {
-    pub agent: String,
-    pub path: Option<String>,
-    /// installed, already-installed, removed, not-installed, skipped, would-change, error
-    pub result: String,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<String>,
-}
+/// The sidecar's suffix: `settings.json.quint-backup`.
+const SIDECAR: &str = "quint-backup";
 
 fn outcome(agent: Agent, path: Option<&Path>, result: &str, detail: impl Into<String>) -> Outcome {
-    Outcome {
-        agent: agent.id().into(),
-        path: path.map(|p| p.display().to_string()),
-        result: result.into(),
-        detail: detail.into(),
-        diff: None,
-    }
-}
-
-/// What a dry run reports: the diff from the file as it is to the file as it would be.
-fn dry_run_outcome(
-    agent: Agent,
-    path: &Path,
-    before: Option<&str>,
-    after: Option<&str>,
-) -> Outcome {
-    let mut result = outcome(
-        agent,
-        Some(path),
-        "would-change",
-        "dry run: nothing written",
-    );
-    result.diff = Some(unified_diff(
-        path,
-        before.unwrap_or(""),
-        after.unwrap_or(""),
-    ));
-    result
+    Outcome::new(agent.id(), path, result, detail)
 }
 
 pub fn install_one(agent: Agent, path: &Path, command: &str, dry_run: bool) -> Outcome {
-    let original = match read_optional(path) {
-        Ok(text) => text,
-        Err(e) => return outcome(agent, Some(path), "error", e),
-    };
-    let mut document = match parse_document(path, original.as_deref()) {
-        Ok(document) => document,
-        Err(e) => return outcome(agent, Some(path), "error", e),
-    };
-    match add_hooks(agent, &mut document, command) {
-        Err(e) => {
-            return outcome(
-                agent,
-                Some(path),
-                "error",
-                format!("{}: {e}; left it unchanged", path.display()),
-            )
-        }
-        Ok(false) => {
-            return outcome(
-                agent,
-                Some(path),
-                "already-installed",
-                "Quint's hook is already there",
-            )
-        }
-        Ok(true) => {}
-    }
-    let updated = render(&document);
-    if dry_run {
-        return dry_run_outcome(agent, path, original.as_deref(), Some(&updated));
-    }
-    let backup_file = backup_path(path);
-    let backup = match read_optional(&backup_file)
-        .ok()
-        .flatten()
-        .and_then(|t| serde_json::from_str::<Backup>(&t).ok())
-    {
-        // Keep the very first original across repeated installs.
-        Some(previous) => Backup {
-            installed_sha256: sha256_hex(&updated),
-            ..previous
-        },
-        None => Backup {
-            original_existed: original.is_some(),
-            original: original.clone().unwrap_or_default(),
-            installed_sha256: sha256_hex(&updated),
-        },
-    };
-    let written = write_atomically(
-        &backup_file,
-        &serde_json::to_string_pretty(&backup).unwrap_or_default(),
-    )
-    .and_then(|_| write_atomically(path, &updated));
-    match written {
-        Ok(()) => {
+    let installed = settings_file::install(path, SIDECAR, dry_run, |document| {
+        add_hooks(agent, document, command)
+    });
+    match installed {
+        Err(e) => outcome(agent, Some(path), "error", e),
+        Ok(Installed::Unchanged) => outcome(
+            agent,
+            Some(path),
+            "already-installed",
+            "Quint's hook is already there",
+        ),
+        Ok(Installed::DryRun(diff)) => Outcome::dry_run(agent.id(), path, diff),
+        Ok(Installed::Written(backup_file)) => {
             let mut result = outcome(
                 agent,
                 Some(path),
@@ -372,69 +223,25 @@ pub fn install_one(agent: Agent, path: &Path, command: &str, dry_run: bool) -> O
             }
             result
         }
-        Err(e) => outcome(agent, Some(path), "error", e),
     }
 }
 
 pub fn uninstall_one(agent: Agent, path: &Path, dry_run: bool) -> Outcome {
-    let current = match read_optional(path) {
-        Ok(text) => text,
-        Err(e) => return outcome(agent, Some(path), "error", e),
+    let uninstalled = settings_file::uninstall(path, SIDECAR, dry_run, |document, _| {
+        remove_hooks(agent, document)
+    });
+    let (result, detail) = match uninstalled {
+        Err(e) => ("error", e),
+        Ok(Uninstalled::NoFile) => ("not-installed", "no settings file".into()),
+        Ok(Uninstalled::NothingToRemove) => ("not-installed", "no Quint hook in this file".into()),
+        Ok(Uninstalled::DryRun(diff)) => return Outcome::dry_run(agent.id(), path, diff),
+        Ok(Uninstalled::Restored) => ("removed", "restored the original file".into()),
+        Ok(Uninstalled::Removed) => (
+            "removed",
+            "removed Quint's entries (file was edited since install)".into(),
+        ),
     };
-    let backup_file = backup_path(path);
-    let backup = read_optional(&backup_file)
-        .ok()
-        .flatten()
-        .and_then(|t| serde_json::from_str::<Backup>(&t).ok());
-    // Untouched since install: put the original bytes back exactly.
-    let restored: Option<Option<String>> = match (&backup, &current) {
-        (Some(b), Some(text)) if sha256_hex(text) == b.installed_sha256 => {
-            Some(b.original_existed.then(|| b.original.clone()))
-        }
-        _ => None,
-    };
-    let restoring = restored.is_some();
-    let updated: Option<String> = match restored {
-        Some(original) => original,
-        None => {
-            let Some(text) = &current else {
-                return outcome(agent, Some(path), "not-installed", "no settings file");
-            };
-            let mut document = match parse_document(path, Some(text)) {
-                Ok(document) => document,
-                Err(e) => return outcome(agent, Some(path), "error", e),
-            };
-            if !remove_hooks(agent, &mut document) {
-                if !dry_run && backup.is_some() {
-                    let _ = fs::remove_file(&backup_file);
-                }
-                return outcome(
-                    agent,
-                    Some(path),
-                    "not-installed",
-                    "no Quint hook in this file",
-                );
-            }
-            Some(render(&document))
-        }
-    };
-    if dry_run {
-        return dry_run_outcome(agent, path, current.as_deref(), updated.as_deref());
-    }
-    let written = match &updated {
-        Some(text) => write_atomically(path, text),
-        None => fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display())),
-    };
-    if let Err(e) = written {
-        return outcome(agent, Some(path), "error", e);
-    }
-    let _ = fs::remove_file(&backup_file);
-    let how = if restoring {
-        "restored the original file"
-    } else {
-        "removed Quint's entries (file was edited since install)"
-    };
-    outcome(agent, Some(path), "removed", how)
+    outcome(agent, Some(path), result, detail)
 }
 
 /// Whether an agent's settings file for a scope carries Quint's hook.
@@ -510,29 +317,14 @@ pub fn run(request: Request) -> i32 {
             uninstall_one(agent, &path, request.dry_run)
         });
     }
-    if request.json {
-        print_json(&outcomes);
-    } else {
-        for result in &outcomes {
-            let path = result.path.as_deref().unwrap_or("-");
-            println!(
-                "{:<12} {:<18} {path}  ({})",
-                result.agent, result.result, result.detail
-            );
-            if let Some(diff) = &result.diff {
-                print!("{diff}");
-            }
-        }
-    }
-    if outcomes.iter().any(|o| o.result == "error") {
-        1
-    } else {
-        0
-    }
+    settings_file::report(&outcomes, request.json, |o| o, |_| Vec::new())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
+    use super::settings_file::{backup_path, render};
     use super::*;
 
     const USER_SETTINGS: &str = r#"{
@@ -568,7 +360,7 @@ mod tests {
             );
             assert_eq!(uninstall_one(agent, &path, false).result, "removed");
             assert_eq!(fs::read_to_string(&path).unwrap(), USER_SETTINGS, "{agent}");
-            assert!(!backup_path(&path).exists());
+            assert!(!backup_path(&path, SIDECAR).exists());
         }
     }
 
