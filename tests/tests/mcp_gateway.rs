@@ -416,6 +416,192 @@ fn a_client_that_disconnects_or_signals_stops_the_server() {
     );
 }
 
+const ASK_ECHO_RULE: &str = r#"rules:
+  - id: test.ask-before-echo
+    description: Echoing needs a person's approval
+    match:
+      action: [mcp.call]
+      mcp_tool: echo
+    verdict: ask
+    severity: medium
+"#;
+
+#[test]
+fn ask_becomes_a_question_to_the_user_when_the_client_can_ask_and_a_refusal_otherwise() {
+    let Some(node) = node() else { return };
+    let env = QuintEnv::new();
+    policy(&env, "ask.yaml", ASK_ECHO_RULE);
+    let _daemon = env.start_daemon();
+    let echo = json!({"name": "echo", "arguments": {"message": "hi"}});
+
+    // A client without elicitation: blocked, and told why.
+    let mut plain = RawSession::start(&env, "everything", &everything_server(&node));
+    plain.initialize();
+    let refused = plain.request("tools/call", echo.clone());
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    let text = refused.to_string();
+    assert!(
+        text.contains("test.ask-before-echo") && text.contains("cannot ask the user"),
+        "{text}"
+    );
+    plain.finish();
+
+    // A client that can ask: the question comes first; the answer decides.
+    let mut asking = RawSession::start(&env, "everything", &everything_server(&node));
+    asking.initialize_with(json!({"elicitation": {}}));
+    for (answer, allowed) in [
+        (
+            json!({"action": "accept", "content": {"allow": true}}),
+            true,
+        ),
+        (
+            json!({"action": "accept", "content": {"allow": false}}),
+            false,
+        ),
+        (json!({"action": "decline"}), false),
+    ] {
+        let id = asking.send_request("tools/call", echo.clone());
+        let question = asking.next_message();
+        assert_eq!(question["method"], "elicitation/create", "{question}");
+        assert!(question["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Echoing needs a person's approval"));
+        let reply = json!({"jsonrpc": "2.0", "id": question["id"], "result": answer});
+        asking.send_raw(format!("{reply}\n").as_bytes());
+        let reply = asking.response_to(id);
+        if allowed {
+            assert_eq!(reply["result"]["content"][0]["text"], "Echo: hi", "{reply}");
+        } else {
+            assert_eq!(reply["result"]["isError"], true, "{reply}");
+        }
+    }
+    asking.finish();
+}
+
+fn echo_through(env: &QuintEnv, node: &str, call: &Value) -> Value {
+    let mut session = RawSession::start(env, "everything", &everything_server(node));
+    session.initialize();
+    let reply = session.request("tools/call", call.clone());
+    session.finish();
+    reply
+}
+
+#[test]
+fn secrets_in_tool_answers_are_recorded_as_kinds_only_and_redacted_when_policy_says_so() {
+    let Some(node) = node() else { return };
+    let env = QuintEnv::new();
+    let _daemon = env.start_daemon();
+    let secret = "AKIAZ3MTQ7XPLE4WV2NB";
+    let echo =
+        json!({"name": "echo", "arguments": {"message": format!("aws_access_key_id = {secret}")}});
+    let reply = echo_through(&env, &node, &echo);
+    assert!(
+        reply.to_string().contains(secret),
+        "unchanged by default: {reply}"
+    );
+
+    policy(
+        &env,
+        "redact.yaml",
+        r#"rules:
+  - id: test.redact-everything-answers
+    description: Answers from the everything server are redacted before the agent sees them
+    match:
+      action: [mcp.call]
+      mcp_server: everything
+    verdict: alert
+    severity: low
+    tags: [redact-response]
+"#,
+    );
+    // quintd reloads policy files within seconds.
+    let mut redacted = Value::Null;
+    assert!(
+        env.wait_for(Duration::from_secs(20), || {
+            redacted = echo_through(&env, &node, &echo);
+            !redacted.to_string().contains(secret)
+        }),
+        "the redact-response rule took effect"
+    );
+    let text = redacted["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("[REDACTED:"), "{text}");
+
+    let responses: Vec<Value> = env
+        .events(&[])
+        .into_iter()
+        .filter(|e| e["labels"]["mcp_phase"] == "response")
+        .collect();
+    assert!(
+        !responses.is_empty(),
+        "the secret in the answer is recorded"
+    );
+    assert!(responses[0]["arguments"]["response"]["secret_kinds"]
+        .as_array()
+        .is_some_and(|kinds| !kinds.is_empty()));
+    let stored: String = env
+        .database()
+        .query_row("SELECT group_concat(payload, '') FROM actions", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(!stored.contains(secret), "the secret reached quint.db");
+}
+
+#[test]
+fn batches_are_split_only_around_a_denial_and_large_messages_pass_intact() {
+    let Some(node) = node() else { return };
+    let env = QuintEnv::new();
+    policy(&env, "test.yaml", DENIED_DIR_RULE);
+    let _daemon = env.start_daemon();
+    let received = env.dir.path().join("server-stdin.log");
+    let mut server = script(&node, "record-stdin.mjs");
+    server.push(received.display().to_string());
+    server.extend([
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        "cat > /dev/null".into(),
+    ]);
+    let mut session = RawSession::start(&env, "fs", &server);
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+         "params": {"name": "read_text_file", "arguments": {"path": "/srv/denied/x"}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "read_text_file", "arguments": {"path": "/srv/open/y"}}},
+        {"jsonrpc": "2.0", "method": "notifications/progress",
+         "params": {"progressToken": 1, "progress": 1}}
+    ]);
+    session.send_raw(format!("{batch}\n").as_bytes());
+    let refusal = session.next_message();
+    assert_eq!(refusal["id"], 1);
+    assert_eq!(refusal["result"]["isError"], true);
+    assert!(env.wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&received).is_ok_and(|log| log.contains("/srv/open/y"))
+    }));
+    let log = std::fs::read_to_string(&received).unwrap();
+    let forwarded: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        forwarded,
+        json!([batch[1], batch[2]]),
+        "the rest of the batch, as sent"
+    );
+    session.finish();
+
+    // 6 MB through the wrapper and back.
+    let mut session = RawSession::start(&env, "everything", &everything_server(&node));
+    session.initialize();
+    let big = "x".repeat(6 << 20);
+    let reply = session.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": big}}),
+    );
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(text.len(), big.len() + "Echo: ".len());
+    assert!(text.ends_with(&big[big.len() - 10..]));
+    session.finish();
+}
+
 /// A JSON-RPC session with `quintctl mcp wrap`, line by line.
 struct RawSession {
     child: Child,
@@ -497,12 +683,16 @@ impl RawSession {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     }
 
-    /// Sends a request and returns its response, answering nothing the server asks meanwhile.
-    fn request(&mut self, method: &str, params: Value) -> Value {
+    fn send_request(&mut self, method: &str, params: Value) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let line = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         self.send_raw(format!("{line}\n").as_bytes());
+        id
+    }
+
+    /// Reads until the response to `id`, skipping what the server sends meanwhile.
+    fn response_to(&mut self, id: u64) -> Value {
         loop {
             let message = self.next_message();
             if message["id"] == id && message.get("method").is_none() {
@@ -511,10 +701,19 @@ impl RawSession {
         }
     }
 
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        self.response_to(id)
+    }
+
     fn initialize(&mut self) {
+        self.initialize_with(json!({}));
+    }
+
+    fn initialize_with(&mut self, capabilities: Value) {
         let reply = self.request(
             "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+            json!({"protocolVersion": "2025-06-18", "capabilities": capabilities,
                    "clientInfo": {"name": "quint-e2e", "version": "1"}}),
         );
         assert!(reply.get("result").is_some(), "initialize failed: {reply}");

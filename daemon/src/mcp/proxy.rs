@@ -52,6 +52,11 @@ struct Shared {
     pins: Mutex<HashMap<String, PinState>>,
     stdout: Mutex<std::io::Stdout>,
     server_gone: AtomicBool,
+    /// The client said it can ask its user questions (MCP elicitation).
+    client_elicits: AtomicBool,
+    /// Calls waiting for the user's answer, by the id of our question.
+    held: Mutex<HashMap<String, Held>>,
+    next_question: std::sync::atomic::AtomicU64,
     /// Built on first need: scanning answers for secrets (fingerprints stay quintd's).
     redactor: std::sync::OnceLock<Option<quint_policy::redact::Redactor>>,
 }
@@ -61,6 +66,53 @@ impl Shared {
         let mut out = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
         // The client may be gone; there is nobody left to tell.
         let _ = out.write_all(bytes).and_then(|()| out.flush());
+    }
+
+    fn remember(&self, id: String, pending: Pending) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, pending);
+    }
+
+    fn take_held(&self, question_id: &str) -> Option<Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(question_id)
+    }
+
+    /// Asks the user, through the client, whether a call policy flagged may go ahead. The
+    /// question's id is a string the server never uses, so its answer is recognised as ours.
+    fn ask_user(&self, why: &str, held: Held) {
+        let number = self.next_question.fetch_add(1, Ordering::SeqCst);
+        let id = format!("\"quint-approval-{number}\"");
+        let question = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": format!("quint-approval-{number}"),
+            "method": "elicitation/create",
+            "params": {
+                "message": format!("{why}\n\nAllow this call to the MCP server {:?}?", self.options.name),
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "allow": {
+                            "type": "boolean",
+                            "title": "Allow this call",
+                            "description": "Quint policy asks a person to approve this tool call"
+                        }
+                    },
+                    "required": ["allow"]
+                }
+            }
+        });
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, held);
+        let mut line = question.to_string().into_bytes();
+        line.push(b'\n');
+        self.to_client(&line);
     }
 
     fn warn(&self, message: &str) {
@@ -173,6 +225,9 @@ pub fn run(options: WrapOptions, config: Option<Config>) -> i32 {
         pins: Mutex::new(HashMap::new()),
         stdout: Mutex::new(std::io::stdout()),
         server_gone: AtomicBool::new(false),
+        client_elicits: AtomicBool::new(false),
+        held: Mutex::new(HashMap::new()),
+        next_question: std::sync::atomic::AtomicU64::new(1),
         redactor: std::sync::OnceLock::new(),
     });
     // Compiling the secret rules takes a while: done now, off the path of the first answer.
@@ -316,17 +371,17 @@ fn client_to_server(shared: &Shared, server_in: ChildStdin) {
                 break;
             }
         }
-        let forward = client_line(shared, &line);
-        let Some(bytes) = forward else { continue };
-        let written = match server_in.as_mut() {
-            Some(pipe) => pipe.write_all(&bytes).and_then(|()| pipe.flush()),
-            None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
-        };
-        if let Err(e) = written {
-            if server_in.take().is_some() {
-                shared.warn(&format!("the server stopped reading its input: {e}"));
+        for bytes in client_line(shared, &line) {
+            let written = match server_in.as_mut() {
+                Some(pipe) => pipe.write_all(&bytes).and_then(|()| pipe.flush()),
+                None => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+            };
+            if let Err(e) = written {
+                if server_in.take().is_some() {
+                    shared.warn(&format!("the server stopped reading its input: {e}"));
+                }
+                refuse_unsent(shared, &bytes);
             }
-            refuse_unsent(shared, &bytes);
         }
     }
     // Closing the server's stdin is how MCP asks a stdio server to exit.
@@ -356,10 +411,11 @@ fn refuse_unsent(shared: &Shared, bytes: &[u8]) {
     }
 }
 
-/// Decides what of one client line goes to the server: `None` when nothing does.
-fn client_line(shared: &Shared, line: &[u8]) -> Option<Vec<u8>> {
+/// Decides what of one client line goes to the server: the writes to make, in order (none
+/// when the gateway answered everything itself).
+fn client_line(shared: &Shared, line: &[u8]) -> Vec<Vec<u8>> {
     match message::parse(line) {
-        Line::Blank => Some(line.to_vec()),
+        Line::Blank => vec![line.to_vec()],
         Line::Malformed(problem) => {
             shared.warn(&format!(
                 "a malformed line from the client ({} bytes) was not forwarded: {problem}",
@@ -370,31 +426,36 @@ fn client_line(shared: &Shared, line: &[u8]) -> Option<Vec<u8>> {
                 PARSE_ERROR,
                 &format!("Quint MCP gateway: not JSON-RPC: {problem}"),
             ));
-            None
+            Vec::new()
         }
-        Line::Single(peek) => match client_message(shared, &peek) {
-            Verdict::Forward => Some(line.to_vec()),
-            Verdict::Answered => None,
+        Line::Single(peek) => match client_message(shared, &peek, line) {
+            Verdict::Forward => vec![line.to_vec()],
+            Verdict::Answered => Vec::new(),
+            Verdict::Release(held) => vec![held],
         },
         Line::Batch(items) => {
             let mut kept: Vec<&RawValue> = Vec::with_capacity(items.len());
+            let mut released = Vec::new();
             for item in &items {
                 let verdict = match message::peek_raw(item) {
-                    Some(peek) => client_message(shared, &peek),
+                    Some(peek) => client_message(shared, &peek, item.get().as_bytes()),
                     None => Verdict::Forward,
                 };
-                if let Verdict::Forward = verdict {
-                    kept.push(item);
+                match verdict {
+                    Verdict::Forward => kept.push(item),
+                    Verdict::Answered => {}
+                    Verdict::Release(held) => released.push(held),
                 }
             }
+            let mut writes = Vec::new();
             if kept.len() == items.len() {
-                Some(line.to_vec())
-            } else if kept.is_empty() {
-                None
-            } else {
+                writes.push(line.to_vec());
+            } else if !kept.is_empty() {
                 let joined: Vec<&str> = kept.iter().map(|item| item.get()).collect();
-                Some(format!("[{}]\n", joined.join(",")).into_bytes())
+                writes.push(format!("[{}]\n", joined.join(",")).into_bytes());
             }
+            writes.extend(released);
+            writes
         }
     }
 }
@@ -403,9 +464,25 @@ enum Verdict {
     Forward,
     /// The gateway answered the client itself; the server never sees the message.
     Answered,
+    /// The user approved a held call: send it (instead of the approval, which is ours).
+    Release(Vec<u8>),
 }
 
-fn client_message(shared: &Shared, peek: &Peek) -> Verdict {
+/// A call policy said to ask about, waiting for the user's answer to our elicitation.
+struct Held {
+    call_id: String,
+    /// The call as the client sent it, newline-terminated.
+    bytes: Vec<u8>,
+    pending: Pending,
+}
+
+fn client_message(shared: &Shared, peek: &Peek, raw: &[u8]) -> Verdict {
+    if peek.is_response() {
+        return match peek.id_key().and_then(|id| shared.take_held(&id)) {
+            Some(held) => user_answer(shared, peek, held),
+            None => Verdict::Forward,
+        };
+    }
     if !peek.is_request() {
         return Verdict::Forward;
     }
@@ -422,6 +499,14 @@ fn client_message(shared: &Shared, peek: &Peek) -> Verdict {
     }
     let method = peek.method.as_deref().unwrap_or_default();
     let pending = match method {
+        "initialize" => {
+            let elicits = peek
+                .params
+                .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                .is_some_and(|p| p["capabilities"].get("elicitation").is_some());
+            shared.client_elicits.store(elicits, Ordering::SeqCst);
+            Pending::Other
+        }
         "tools/list" => Pending::ToolsList {
             paginated: peek
                 .params
@@ -430,10 +515,25 @@ fn client_message(shared: &Shared, peek: &Peek) -> Verdict {
         },
         "tools/call" => match call_decision(shared, peek) {
             Ok(pending) => pending,
-            Err(text) => {
+            Err(Refusal::Ask { question, pending })
+                if shared.client_elicits.load(Ordering::SeqCst) =>
+            {
+                let mut bytes = raw.trim_ascii_end().to_vec();
+                bytes.push(b'\n');
+                shared.ask_user(
+                    &question,
+                    Held {
+                        call_id: id,
+                        bytes,
+                        pending,
+                    },
+                );
+                return Verdict::Answered;
+            }
+            Err(refusal) => {
                 shared.to_client(&message::result_line(
                     &id,
-                    &message::tool_error_result(&text),
+                    &message::tool_error_result(&refusal.text()),
                 ));
                 return Verdict::Answered;
             }
@@ -441,17 +541,60 @@ fn client_message(shared: &Shared, peek: &Peek) -> Verdict {
         _ => Pending::Other,
     };
     if !matches!(pending, Pending::Other) {
-        shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, pending);
+        shared.remember(id, pending);
     }
     Verdict::Forward
 }
 
-/// Evaluates a `tools/call`: `Ok` to forward it, `Err(text)` to answer it as a failed tool.
-fn call_decision(shared: &Shared, peek: &Peek) -> Result<Pending, String> {
+/// The user's answer to "allow this call?": the call goes to the server only on an explicit
+/// accept with `allow: true`.
+fn user_answer(shared: &Shared, answer: &Peek, held: Held) -> Verdict {
+    let result: Value = answer
+        .result
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or(Value::Null);
+    let approved = result["action"] == "accept" && result["content"]["allow"] == true;
+    if approved {
+        shared.remember(held.call_id, held.pending);
+        return Verdict::Release(held.bytes);
+    }
+    let how = match result["action"].as_str() {
+        Some("accept") => "the user did not allow it",
+        Some("decline") => "the user declined",
+        Some("cancel") => "the user dismissed the question",
+        _ => "the client could not ask the user",
+    };
+    shared.to_client(&message::result_line(
+        &held.call_id,
+        &message::tool_error_result(&format!(
+            "Quint policy: blocked: {how}, so the call was not made"
+        )),
+    ));
+    Verdict::Answered
+}
+
+enum Refusal {
+    Deny(String),
+    /// Policy wants a person to decide; `question` explains why.
+    Ask {
+        question: String,
+        pending: Pending,
+    },
+}
+
+impl Refusal {
+    fn text(&self) -> String {
+        match self {
+            Refusal::Deny(text) => text.clone(),
+            Refusal::Ask { question, .. } => format!(
+                "{question} — this client cannot ask the user to approve it, so the call was not made"
+            ),
+        }
+    }
+}
+
+/// Evaluates a `tools/call`: `Ok` to forward it, `Err` to answer it (or ask the user first).
+fn call_decision(shared: &Shared, peek: &Peek) -> Result<Pending, Refusal> {
     let params: Value = peek
         .params
         .and_then(|p| serde_json::from_str(p.get()).ok())
@@ -477,16 +620,17 @@ fn call_decision(shared: &Shared, peek: &Peek) -> Result<Pending, String> {
         .labels
         .insert("mcp_tool_pin".into(), state.as_str().into());
     let outcome = shared.decide(event);
+    let pending = Pending::ToolsCall {
+        tool: tool.to_string(),
+        redact: outcome.tags.iter().any(|t| t == "redact-response"),
+    };
     match outcome.decision {
-        Decision::Allow | Decision::Alert => Ok(Pending::ToolsCall {
-            tool: tool.to_string(),
-            redact: outcome.tags.iter().any(|t| t == "redact-response"),
+        Decision::Allow | Decision::Alert => Ok(pending),
+        Decision::Ask => Err(Refusal::Ask {
+            question: outcome.message,
+            pending,
         }),
-        Decision::Ask => Err(format!(
-            "{} — this client cannot ask the user to approve it, so the call was not made",
-            outcome.message
-        )),
-        Decision::Deny => Err(outcome.message),
+        Decision::Deny => Err(Refusal::Deny(outcome.message)),
     }
 }
 
