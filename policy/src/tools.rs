@@ -114,14 +114,25 @@ pub fn mcp_implied_action(tool: &str) -> Option<ActionType> {
         ToolKind::Write => return Some(ActionType::FileWrite),
         _ => {}
     }
-    let lower = tool.to_ascii_lowercase();
-    let words: Vec<&str> = lower
+    // `executeCommand`, `write-file`, `run_shell`: words split at case changes and punctuation.
+    let mut spaced = String::with_capacity(tool.len() + 8);
+    let mut previous_lower = false;
+    for c in tool.chars() {
+        if c.is_ascii_uppercase() && previous_lower {
+            spaced.push(' ');
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        spaced.push(c.to_ascii_lowercase());
+    }
+    let words: Vec<&str> = spaced
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
     let has = |list: &[&str]| words.iter().any(|w| list.contains(w));
+    // Exec counts only when the arguments hold a command, so broad words cost nothing.
     if has(&[
-        "exec", "execute", "run", "shell", "terminal", "command", "spawn",
+        "exec", "execute", "run", "shell", "terminal", "command", "spawn", "process", "start",
+        "launch", "invoke", "bash", "sh", "cmd", "script", "eval",
     ]) {
         Some(ActionType::ProcessExec)
     } else if has(&[
@@ -131,6 +142,33 @@ pub fn mcp_implied_action(tool: &str) -> Option<ActionType> {
         Some(ActionType::FileWrite)
     } else {
         Some(ActionType::FileRead)
+    }
+}
+
+#[cfg(test)]
+mod mcp_name_tests {
+    use super::*;
+
+    #[test]
+    fn mcp_tool_names_imply_actions_by_their_words() {
+        assert_eq!(
+            mcp_implied_action("executeCommand"),
+            Some(ActionType::ProcessExec)
+        );
+        assert_eq!(
+            mcp_implied_action("start_process"),
+            Some(ActionType::ProcessExec)
+        );
+        assert_eq!(mcp_implied_action("writeFile"), Some(ActionType::FileWrite));
+        assert_eq!(mcp_implied_action("move_file"), Some(ActionType::FileWrite));
+        assert_eq!(
+            mcp_implied_action("read_text_file"),
+            Some(ActionType::FileRead)
+        );
+        assert_eq!(
+            mcp_implied_action("getFileContents"),
+            Some(ActionType::FileRead)
+        );
     }
 }
 
