@@ -50,6 +50,11 @@ pub enum Request {
         /// Not paginated: tools missing from it are gone.
         complete: bool,
     },
+    /// One tool's pin state, for a call made without a listing in this session.
+    McpToolState {
+        server: String,
+        tool: String,
+    },
     /// Accept a server's tools as last listed (`quintctl mcp approve`).
     McpApprove {
         server: String,

@@ -842,6 +842,11 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
                 })
                 .await
         }
+        Request::McpToolState { server, tool } => {
+            daemon
+                .with_pins(move |conn| mcp_pins::tool_state(conn, peer.uid, &server, &tool))
+                .await
+        }
         Request::McpApprove { server } => {
             let named = server.clone();
             match daemon

@@ -311,6 +311,19 @@ fn a_changed_tool_description_raises_the_rug_pull_alert_and_blocks_until_approve
         .iter()
         .any(|t| t["name"] == "fetch_weather" && t["state"] == "changed"));
 
+    let status = env.ctl(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let weather_state = status["mcp_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == "weather")
+        .unwrap();
+    assert_eq!(weather_state["awaiting_approval"], json!(["fetch_weather"]));
+    assert!(status["problems"]
+        .to_string()
+        .contains("quintctl mcp approve weather"));
+
     let approved = env.ctl(&["mcp", "approve", "weather"]);
     assert!(approved.status.success(), "{approved:?}");
     session.request("tools/list", json!({}));
@@ -461,7 +474,13 @@ fn ask_becomes_a_question_to_the_user_when_the_client_can_ask_and_a_refusal_othe
         (json!({"action": "decline"}), false),
     ] {
         let id = asking.send_request("tools/call", echo.clone());
-        let question = asking.next_message();
+        // The server may announce things first (its tool list changes with our capabilities).
+        let question = loop {
+            let message = asking.next_message();
+            if message.get("id").is_some() && message.get("method").is_some() {
+                break message;
+            }
+        };
         assert_eq!(question["method"], "elicitation/create", "{question}");
         assert!(question["params"]["message"]
             .as_str()
@@ -586,7 +605,21 @@ fn batches_are_split_only_around_a_denial_and_large_messages_pass_intact() {
         json!([batch[1], batch[2]]),
         "the rest of the batch, as sent"
     );
-    session.finish();
+    // A tools/call sent as a notification (no id) cannot be answered with a refusal, and a
+    // lenient server might still run it: it is not forwarded at all.
+    let sneaky = json!({"jsonrpc": "2.0", "method": "tools/call",
+        "params": {"name": "read_text_file", "arguments": {"path": "/srv/open/sneaky"}}});
+    session.send_raw(format!("{sneaky}\n").as_bytes());
+    let ping = json!({"jsonrpc": "2.0", "id": 3, "method": "ping"});
+    session.send_raw(format!("{ping}\n").as_bytes());
+    assert!(env.wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&received).is_ok_and(|log| log.contains("\"ping\""))
+    }));
+    assert!(!std::fs::read_to_string(&received)
+        .unwrap()
+        .contains("sneaky"));
+    let (_, stderr) = session.finish();
+    assert!(stderr.contains("without an id"), "{stderr}");
 
     // 6 MB through the wrapper and back.
     let mut session = RawSession::start(&env, "everything", &everything_server(&node));
@@ -600,6 +633,86 @@ fn batches_are_split_only_around_a_denial_and_large_messages_pass_intact() {
     assert_eq!(text.len(), big.len() + "Echo: ".len());
     assert!(text.ends_with(&big[big.len() - 10..]));
     session.finish();
+}
+
+#[test]
+fn mcp_install_routes_an_agents_server_through_the_wrapper_and_uninstall_restores_the_file() {
+    let Some(node) = node() else { return };
+    let env = QuintEnv::new();
+    policy(&env, "test.yaml", DENIED_DIR_RULE);
+    let _daemon = env.start_daemon();
+    let root = data_dir(&env);
+    let server = filesystem_server(&node, &root);
+    let config = env.home.join(".cursor/mcp.json");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let original = serde_json::to_string_pretty(&json!({"mcpServers": {
+        "files": {"command": server[0], "args": server[1..], "env": {"LOG": "1"}},
+        "remote": {"url": "https://mcp.example.com/sse"}
+    }}))
+    .unwrap();
+    std::fs::write(&config, &original).unwrap();
+
+    let dry = env.ctl(&["mcp", "install", "--agent", "cursor", "--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        original,
+        "dry run wrote"
+    );
+    let installed = env.ctl(&["mcp", "install", "--agent", "cursor", "--json"]);
+    assert!(installed.status.success(), "{installed:?}");
+    let again = env.ctl(&["mcp", "install", "--agent", "cursor"]);
+    assert!(again.status.success());
+    let rewritten: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let entry = &rewritten["mcpServers"]["files"];
+    assert_eq!(entry["env"], json!({"LOG": "1"}));
+    assert_eq!(
+        rewritten["mcpServers"]["remote"],
+        json!({"url": "https://mcp.example.com/sse"})
+    );
+    let args: Vec<&str> = entry["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &args[..7],
+        ["mcp", "wrap", "--name", "files", "--agent", "cursor", "--"],
+        "wrapped once"
+    );
+
+    // Start the server exactly as Cursor would, from the rewritten entry.
+    let mut command = vec![entry["command"].as_str().unwrap().to_string()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    let (allowed, denied) = (root.join("ok.txt"), root.join("denied/secret.txt"));
+    let result = sdk_client(
+        &env,
+        &node,
+        &[
+            "filesystem",
+            allowed.to_str().unwrap(),
+            denied.to_str().unwrap(),
+        ],
+        &command,
+    );
+    assert_eq!(
+        result["allowed_read"]["content"][0]["text"],
+        "hello allowed\n"
+    );
+    assert_eq!(result["denied_read"]["isError"], true);
+    let events = env.events(&["--decision", "deny"]);
+    assert_eq!(events[0]["platform"], "cursor");
+    assert_eq!(events[0]["labels"]["mcp_server"], "files");
+
+    let removed = env.ctl(&["mcp", "uninstall", "--agent", "cursor"]);
+    assert!(removed.status.success(), "{removed:?}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        original,
+        "restored byte for byte"
+    );
 }
 
 /// A JSON-RPC session with `quintctl mcp wrap`, line by line.

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::hook::Agent;
 use crate::protocol::{DaemonStatus, Request};
 use crate::spool;
+use crate::store::mcp_pins::{PinState, ServerPins};
 
 #[derive(Serialize)]
 struct StatusReport {
@@ -21,6 +22,33 @@ struct StatusReport {
     spooled_offline: usize,
     /// Per agent: whether Quint's hook is in its user and managed settings.
     hooks: Vec<HookPresence>,
+    /// MCP servers seen through `quintctl mcp wrap`, with tools awaiting approval.
+    mcp_servers: Vec<McpServerState>,
+}
+
+#[derive(Serialize)]
+struct McpServerState {
+    server: String,
+    tools: usize,
+    /// Tools whose definition changed since pinned, or that appeared since.
+    awaiting_approval: Vec<String>,
+}
+
+fn mcp_servers(client: &DaemonClient) -> Vec<McpServerState> {
+    let servers: Vec<ServerPins> = client.call(&Request::McpServers).unwrap_or_default();
+    servers
+        .into_iter()
+        .map(|server| McpServerState {
+            tools: server.tools.iter().filter(|t| !t.removed).count(),
+            awaiting_approval: server
+                .tools
+                .iter()
+                .filter(|t| matches!(t.state, PinState::Changed | PinState::New))
+                .map(|t| t.name.clone())
+                .collect(),
+            server: server.server,
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -64,6 +92,20 @@ pub fn run(config: &Config, json: bool) -> i32 {
             ));
         }
     }
+    let mcp = if daemon.is_some() {
+        mcp_servers(&client)
+    } else {
+        Vec::new()
+    };
+    for server in mcp.iter().filter(|s| !s.awaiting_approval.is_empty()) {
+        problems.push(format!(
+            "MCP server {}: {} tool definition(s) changed since pinned and are blocked ({}); review them, then `quintctl mcp approve {}`",
+            server.server,
+            server.awaiting_approval.len(),
+            server.awaiting_approval.join(", "),
+            server.server
+        ));
+    }
     let hooked = hooks.iter().any(|h| h.user || h.managed);
     let report = StatusReport {
         // Hooks are how actions reach quintd: without one, nothing is intercepted.
@@ -73,6 +115,7 @@ pub fn run(config: &Config, json: bool) -> i32 {
         hooks,
         daemon,
         daemon_error,
+        mcp_servers: mcp,
     };
     if json {
         print_json(&report);
@@ -155,6 +198,7 @@ fn print_human(report: &StatusReport) {
         ),
         ("collectors", collectors),
         ("hooks", hooks_line(&report.hooks)),
+        ("mcp", mcp_line(&report.mcp_servers)),
         ("sessions", format!("{} active in the last 30 min", status.active_sessions.len())),
     ]);
     for session in status.active_sessions.iter().take(5) {
@@ -171,6 +215,18 @@ fn print_human(report: &StatusReport) {
         ("state", status.paths.state_dir.clone()),
         ("socket", status.paths.socket.clone()),
     ]);
+}
+
+fn mcp_line(servers: &[McpServerState]) -> String {
+    if servers.is_empty() {
+        return "no server wrapped yet (`quintctl mcp install`)".into();
+    }
+    let waiting: usize = servers.iter().map(|s| s.awaiting_approval.len()).sum();
+    format!(
+        "{} server(s) wrapped, {} tools pinned, {waiting} awaiting approval",
+        servers.len(),
+        servers.iter().map(|s| s.tools).sum::<usize>()
+    )
 }
 
 fn hooks_line(hooks: &[HookPresence]) -> String {

@@ -2,6 +2,7 @@
 //! every `tools/call` before the server sees it, pins tool definitions, and scans tool answers
 //! for secrets. See docs/mcp.md.
 
+pub mod decide;
 pub mod message;
 pub mod proxy;
 

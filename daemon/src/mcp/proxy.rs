@@ -17,6 +17,7 @@ use quint_policy::{ActionType, Decision, Event, Source};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::decide::Decider;
 use super::message::{self, Line, Peek};
 use crate::client::DaemonClient;
 use crate::config::Config;
@@ -39,15 +40,25 @@ pub struct WrapOptions {
 
 /// What a forwarded request is waiting for.
 enum Pending {
-    ToolsList { paginated: bool },
-    ToolsCall { tool: String, redact: bool },
+    /// `continued`: the request named a cursor (a later page of a listing).
+    ToolsList {
+        continued: bool,
+    },
+    ToolsCall {
+        tool: String,
+        redact: bool,
+    },
     Other,
 }
 
 struct Shared {
     options: WrapOptions,
-    config: Option<Config>,
+    decider: Decider,
     context: HookContext,
+    /// The agent session the calls belong to (its process, looked up once).
+    session_id: String,
+    /// Tools of a paginated listing, gathered until its last page.
+    listing: Mutex<Vec<Value>>,
     pending: Mutex<HashMap<String, Pending>>,
     pins: Mutex<HashMap<String, PinState>>,
     stdout: Mutex<std::io::Stdout>,
@@ -56,7 +67,6 @@ struct Shared {
     client_elicits: AtomicBool,
     /// Calls waiting for the user's answer, by the id of our question.
     held: Mutex<HashMap<String, Held>>,
-    next_question: std::sync::atomic::AtomicU64,
     /// Built on first need: scanning answers for secrets (fingerprints stay quintd's).
     redactor: std::sync::OnceLock<Option<quint_policy::redact::Redactor>>,
 }
@@ -66,6 +76,35 @@ impl Shared {
         let mut out = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
         // The client may be gone; there is nobody left to tell.
         let _ = out.write_all(bytes).and_then(|()| out.flush());
+    }
+
+    /// A tool's pin state: from this session's listing, else from quintd (a client may call a
+    /// tool it listed in an earlier session), else `unlisted`.
+    fn pin_state(&self, tool: &str) -> PinState {
+        if let Some(state) = self
+            .pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tool)
+        {
+            return *state;
+        }
+        let state = self
+            .daemon()
+            .and_then(|client| {
+                client
+                    .call::<PinState>(&Request::McpToolState {
+                        server: self.options.name.clone(),
+                        tool: tool.to_string(),
+                    })
+                    .ok()
+            })
+            .unwrap_or(PinState::Unlisted);
+        self.pins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tool.to_string(), state);
+        state
     }
 
     fn remember(&self, id: String, pending: Pending) {
@@ -85,11 +124,12 @@ impl Shared {
     /// Asks the user, through the client, whether a call policy flagged may go ahead. The
     /// question's id is a string the server never uses, so its answer is recognised as ours.
     fn ask_user(&self, why: &str, held: Held) {
-        let number = self.next_question.fetch_add(1, Ordering::SeqCst);
-        let id = format!("\"quint-approval-{number}\"");
+        // 74 random bits: unguessable, so a server cannot answer (or pre-empt) the question in the user's name.
+        let token = format!("quint-approval-{}", uuid::Uuid::now_v7());
+        let id = message::id_key(&Value::String(token.clone()).to_string());
         let question = serde_json::json!({
             "jsonrpc": "2.0",
-            "id": format!("quint-approval-{number}"),
+            "id": token,
             "method": "elicitation/create",
             "params": {
                 "message": format!("{why}\n\nAllow this call to the MCP server {:?}?", self.options.name),
@@ -132,13 +172,14 @@ impl Shared {
     }
 
     fn base_event(&self, tool: Option<&str>) -> Event {
+        let session_id = self.session_id.clone();
         let mut event = Event::new(
             Source::Mcp,
             self.options.agent.as_deref().unwrap_or("unknown"),
             ActionType::McpCall,
             "",
         );
-        event.session_id = self.context.fallback_session_id();
+        event.session_id = session_id;
         event.agent_pid = self.context.parent_pid;
         let server = &self.options.name;
         event.labels.insert("mcp_server".into(), server.clone());
@@ -159,28 +200,13 @@ impl Shared {
         event
     }
 
-    /// quintd's decision (or the offline snapshot's); a config that cannot load blocks.
     fn decide(&self, event: Event) -> Outcome {
-        let Some(config) = &self.config else {
-            return blocked("Quint cannot load its config, so MCP tool calls are blocked; see `quintctl status`");
-        };
-        match crate::ctl::hook::decide(config, event) {
-            Ok(outcome) => outcome,
-            Err(message) => blocked(&message),
-        }
+        self.decider.decide(event)
     }
 
     fn daemon(&self) -> Option<DaemonClient> {
-        let config = self.config.as_ref()?;
+        let config = self.decider.config()?;
         Some(DaemonClient::new(&config.socket, config.hook_timeout()))
-    }
-}
-
-fn blocked(message: &str) -> Outcome {
-    Outcome {
-        decision: Decision::Deny,
-        message: format!("Quint policy: blocked: {message}"),
-        tags: Vec::new(),
     }
 }
 
@@ -212,34 +238,38 @@ pub fn run(options: WrapOptions, config: Option<Config>) -> i32 {
     forward_signals(child_pid);
     let server_in = child.stdin.take().expect("piped stdin");
     let server_out = child.stdout.take().expect("piped stdout");
+    let context = HookContext {
+        home: std::env::var("HOME").ok(),
+        user: std::env::var("USER").ok(),
+        parent_pid: Some(std::os::unix::process::parent_id()),
+        parent_start_ms: None,
+    };
     let shared = Arc::new(Shared {
-        context: HookContext {
-            home: std::env::var("HOME").ok(),
-            user: std::env::var("USER").ok(),
-            parent_pid: Some(std::os::unix::process::parent_id()),
-            parent_start_ms: None,
-        },
+        session_id: context.fallback_session_id(),
+        context,
+        decider: Decider::new(config, options.name.clone()),
+        listing: Mutex::new(Vec::new()),
         options,
-        config,
         pending: Mutex::new(HashMap::new()),
         pins: Mutex::new(HashMap::new()),
         stdout: Mutex::new(std::io::stdout()),
         server_gone: AtomicBool::new(false),
         client_elicits: AtomicBool::new(false),
         held: Mutex::new(HashMap::new()),
-        next_question: std::sync::atomic::AtomicU64::new(1),
         redactor: std::sync::OnceLock::new(),
     });
-    // Compiling the secret rules takes a while: done now, off the path of the first answer.
+    // Compiling the policy and the secret rules takes a while: done now, off the path of the
+    // first call and the first answer.
     std::thread::Builder::new()
-        .name("mcp-redactor".into())
+        .name("mcp-prepare".into())
         .spawn({
             let shared = shared.clone();
             move || {
+                shared.decider.local_policy();
                 shared.redactor();
             }
         })
-        .expect("spawn the redactor builder");
+        .expect("spawn the policy and redactor builder");
     let exited = Arc::new(AtomicBool::new(false));
     std::thread::Builder::new()
         .name("mcp-client-to-server".into())
@@ -270,6 +300,7 @@ pub fn run(options: WrapOptions, config: Option<Config>) -> i32 {
     exited.store(true, Ordering::SeqCst);
     let code = exit_code(status);
     answer_abandoned(&shared, code);
+    shared.decider.flush();
     code
 }
 
@@ -297,6 +328,14 @@ fn answer_abandoned(shared: &Shared, code: i32) {
         .drain()
         .map(|(id, _)| id)
         .collect();
+    let held: Vec<String> = shared
+        .held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .map(|(_, held)| held.call_id)
+        .collect();
+    let abandoned: Vec<String> = abandoned.into_iter().chain(held).collect();
     if abandoned.is_empty() {
         return;
     }
@@ -484,6 +523,11 @@ fn client_message(shared: &Shared, peek: &Peek, raw: &[u8]) -> Verdict {
         };
     }
     if !peek.is_request() {
+        if peek.method.as_deref() == Some("tools/call") {
+            // A call without an id could still run on a lenient server, undecided: refuse it.
+            shared.warn("a tools/call without an id (a notification) was not forwarded");
+            return Verdict::Answered;
+        }
         return Verdict::Forward;
     }
     let Some(id) = peek.id_key() else {
@@ -508,7 +552,7 @@ fn client_message(shared: &Shared, peek: &Peek, raw: &[u8]) -> Verdict {
             Pending::Other
         }
         "tools/list" => Pending::ToolsList {
-            paginated: peek
+            continued: peek
                 .params
                 .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
                 .is_some_and(|p| p.get("cursor").is_some_and(|c| !c.is_null())),
@@ -604,22 +648,19 @@ fn call_decision(shared: &Shared, peek: &Peek) -> Result<Pending, Refusal> {
         return Ok(Pending::Other);
     };
     let mut event = shared.base_event(Some(tool));
-    event.arguments = match params.get("arguments") {
+    let arguments = match params.get("arguments") {
         Some(Value::Object(arguments)) => Value::Object(arguments.clone()),
         Some(other) => serde_json::json!({ "value": other }),
         None => serde_json::json!({}),
     };
-    let state = shared
-        .pins
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(tool)
-        .copied()
-        .unwrap_or(PinState::Unlisted);
+    // As the hook does: file bodies become summaries, so a large write stays under quintd's
+    // request limit and is decided on what matters (paths, commands, URLs).
+    event.arguments = quint_policy::shape::summarize_bodies(&arguments);
+    let state = shared.pin_state(tool);
     event
         .labels
         .insert("mcp_tool_pin".into(), state.as_str().into());
-    let outcome = shared.decide(event);
+    let outcome = shared.decider.decide_call(event);
     let pending = Pending::ToolsCall {
         tool: tool.to_string(),
         redact: outcome.tags.iter().any(|t| t == "redact-response"),
@@ -696,9 +737,9 @@ fn answer(shared: &Shared, peek: &Peek) -> Option<Value> {
         .remove(&id)?;
     let result = peek.result?;
     match pending {
-        Pending::ToolsList { paginated } => {
+        Pending::ToolsList { continued } => {
             let parsed: Value = serde_json::from_str(result.get()).ok()?;
-            pin_listing(shared, &parsed, paginated);
+            gather_listing(shared, &parsed, continued);
             None
         }
         Pending::ToolsCall { tool, redact } => scan_answer(shared, &tool, result, redact),
@@ -706,11 +747,27 @@ fn answer(shared: &Shared, peek: &Peek) -> Option<Value> {
     }
 }
 
-/// Compares a `tools/list` answer with the pins in quintd and records a changed definition.
-fn pin_listing(shared: &Shared, result: &Value, paginated: bool) {
-    let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+/// Gathers a listing's pages; the whole listing is checked against the pins at its last page,
+/// so tools on page two of a server's first listing are pinned like those on page one.
+fn gather_listing(shared: &Shared, result: &Value, continued: bool) {
+    let Some(page) = result.get("tools").and_then(Value::as_array) else {
         return;
     };
+    let mut listing = shared.listing.lock().unwrap_or_else(|e| e.into_inner());
+    if !continued {
+        listing.clear();
+    }
+    listing.extend(page.iter().cloned());
+    if result.get("nextCursor").is_some_and(|c| !c.is_null()) {
+        return;
+    }
+    let tools = std::mem::take(&mut *listing);
+    drop(listing);
+    pin_listing(shared, &tools);
+}
+
+/// Compares a whole `tools/list` with the pins in quintd and records a changed definition.
+fn pin_listing(shared: &Shared, tools: &[Value]) {
     let definitions: Vec<ToolDefinition> = tools
         .iter()
         .filter_map(|tool| {
@@ -725,14 +782,13 @@ fn pin_listing(shared: &Shared, result: &Value, paginated: bool) {
             })
         })
         .collect();
-    let complete = !paginated && result.get("nextCursor").is_none_or(Value::is_null);
     let Some(client) = shared.daemon() else {
         return;
     };
     let reply: ListingReply = match client.call(&Request::McpListing {
         server: shared.options.name.clone(),
         tools: definitions,
-        complete,
+        complete: true,
     }) {
         Ok(reply) => reply,
         Err(e) => {
