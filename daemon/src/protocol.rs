@@ -21,6 +21,11 @@ pub enum Request {
     Evaluate {
         event: Box<Event>,
     },
+    /// Decide on and record several events at once (the MCP gateway's allowed calls); one
+    /// reply per event, in order.
+    EvaluateBatch {
+        events: Vec<Event>,
+    },
     /// Record that a hook refused input it could not understand (always a deny).
     RecordRefusal {
         event: Box<Event>,

@@ -342,39 +342,64 @@ impl Daemon {
         answer.await.map_err(|_| "the writer stopped".to_string())?
     }
 
-    async fn evaluate(&self, mut event: Event, peer: Peer) -> Reply {
-        if event.schema_version != SCHEMA_VERSION {
-            return Reply::error(
+    async fn evaluate(&self, event: Event, peer: Peer) -> Reply {
+        match self.evaluate_all(vec![event], peer).await {
+            Ok(mut replies) if replies.len() == 1 => Reply::ok(replies.remove(0)),
+            Ok(_) => Reply::error("internal", "one event in, one decision out"),
+            Err(reply) => reply,
+        }
+    }
+
+    /// Decides on every event and records them in one write; the replies come after the commit.
+    /// The MCP gateway sends what it allowed in batches: one request and one commit for many.
+    async fn evaluate_all(
+        &self,
+        events: Vec<Event>,
+        peer: Peer,
+    ) -> Result<Vec<EvaluateReply>, Reply> {
+        if let Some(event) = events.iter().find(|e| e.schema_version != SCHEMA_VERSION) {
+            return Err(Reply::error(
                 "unsupported_schema",
                 format!(
                     "schema_version {} is not supported (expected {SCHEMA_VERSION})",
                     event.schema_version
                 ),
-            );
+            ));
         }
-        peer.label(&mut event, self.own_uid);
-        // Decide on everything the client sent (bodies summarised), store it capped.
-        event.arguments = summarize_bodies(&event.arguments);
-        let verdict = self.current_policy().policy.evaluate(&event);
-        verdict.apply_to(&mut event);
-        // Nothing leaves this function for the writer with a secret in it.
-        crate::redaction::prepare_for_storage(&self.redactor, &mut event);
-        let event_id = event.event_id.to_string();
-        if verdict.decision > quint_policy::Decision::Allow {
-            tracing::info!(%event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
+        let policy = self.current_policy();
+        let mut verdicts = Vec::with_capacity(events.len());
+        let mut prepared = Vec::with_capacity(events.len());
+        for mut event in events {
+            peer.label(&mut event, self.own_uid);
+            // Decide on everything the client sent (bodies summarised), store it capped.
+            event.arguments = summarize_bodies(&event.arguments);
+            let verdict = policy.policy.evaluate(&event);
+            verdict.apply_to(&mut event);
+            // Nothing leaves this function for the writer with a secret in it.
+            crate::redaction::prepare_for_storage(&self.redactor, &mut event);
+            if verdict.decision > quint_policy::Decision::Allow {
+                tracing::info!(event_id = %event.event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
+            }
+            verdicts.push((event.event_id.to_string(), verdict));
+            prepared.push(event);
         }
-        match self.record(vec![event]).await {
-            Ok(outcomes) => Reply::ok(EvaluateReply {
+        let outcomes = self
+            .record(prepared)
+            .await
+            .map_err(|message| Reply::error("storage", message))?;
+        Ok(verdicts
+            .into_iter()
+            .zip(outcomes)
+            .map(|((event_id, verdict), outcome)| EvaluateReply {
                 event_id,
                 decision: verdict.decision,
                 rule_ids: verdict.rule_ids,
                 reason: verdict.reason,
                 risk_score: verdict.risk_score,
-                recorded: outcomes.first() != Some(&Appended::Duplicate),
+                recorded: outcome != Appended::Duplicate,
                 tags: verdict.tags,
-            }),
-            Err(message) => Reply::error("storage", message),
-        }
+            })
+            .collect())
     }
 
     /// The hook blocked input it could not read; the record says so, whatever the client claims.
@@ -789,6 +814,10 @@ async fn handle_connection(daemon: &Daemon, stream: UnixStream) {
 async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
     match request {
         Request::Evaluate { event } => daemon.evaluate(*event, peer).await,
+        Request::EvaluateBatch { events } => match daemon.evaluate_all(events, peer).await {
+            Ok(replies) => Reply::ok(replies),
+            Err(reply) => reply,
+        },
         Request::RecordRefusal { event } => daemon.record_refusal(*event, peer).await,
         Request::Status => match daemon.status().await {
             Ok(status) => Reply::ok(status),

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use quint_policy::{Decision, Event, Policy};
 
+use crate::client::DaemonClient;
 use crate::config::Config;
 use crate::hook::{explain, Outcome};
 use crate::policy_layers;
+use crate::protocol::{EvaluateReply, Request};
 
 /// How long the wrapper waits at exit for quintd to record the calls it allowed.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,19 +155,55 @@ pub fn blocked(message: &str) -> Outcome {
     }
 }
 
-/// Hands allowed calls to quintd, which evaluates and records them (or, when quintd is down,
-/// spools them for later, as the hook does). quintd deciding otherwise means its policy changed
-/// after the wrapper read the snapshot; the record holds quintd's verdict and the user is told.
+/// At most this many allowed calls, or about this many bytes, go to quintd in one request.
+const MAX_BATCH_EVENTS: usize = 256;
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// Hands allowed calls to quintd in batches (one request and one commit for all the calls that
+/// queued up meanwhile, so recording costs little CPU next to the calls), where they are
+/// evaluated and recorded. When quintd cannot be reached each call is decided offline and
+/// spooled, as the hook does. quintd deciding otherwise means its policy changed after the
+/// wrapper read the snapshot; the record holds quintd's verdict and the user is told.
 fn record_allowed(config: &Config, server: &str, calls: mpsc::Receiver<Event>) {
-    for event in calls {
-        let tool = event.tool_name.clone().unwrap_or_default();
-        match crate::ctl::hook::decide(config, event) {
-            Ok(outcome) if outcome.decision > Decision::Alert => eprintln!(
-                "quint mcp[{server}]: {tool} was allowed with the policy snapshot, but quintd's newer policy says {}: {}",
-                outcome.decision, outcome.message
-            ),
-            Ok(_) => {}
-            Err(message) => eprintln!("quint mcp[{server}]: {tool} not recorded: {message}"),
+    let client = DaemonClient::new(&config.socket, config.hook_timeout());
+    while let Ok(first) = calls.recv() {
+        let mut batch = vec![first];
+        let mut bytes = 0;
+        while batch.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
+            match calls.try_recv() {
+                Ok(event) => {
+                    bytes += event.arguments.to_string().len();
+                    batch.push(event);
+                }
+                Err(_) => break,
+            }
+        }
+        let tools: Vec<String> = batch
+            .iter()
+            .map(|e| e.tool_name.clone().unwrap_or_default())
+            .collect();
+        match client.call::<Vec<EvaluateReply>>(&Request::EvaluateBatch {
+            events: batch.clone(),
+        }) {
+            Ok(replies) => {
+                for (reply, tool) in replies.iter().zip(&tools) {
+                    if reply.decision > Decision::Alert {
+                        eprintln!(
+                            "quint mcp[{server}]: {tool} was allowed with the policy snapshot, but quintd's newer policy says {} [rule {}]",
+                            reply.decision,
+                            reply.rule_ids.join(", ")
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("quint mcp[{server}]: quintd did not take {} allowed call(s) ({e}); recording them offline", batch.len());
+                for event in batch {
+                    if let Err(message) = crate::ctl::hook::decide(config, event) {
+                        eprintln!("quint mcp[{server}]: a call was not recorded: {message}");
+                    }
+                }
+            }
         }
     }
 }
