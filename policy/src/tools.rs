@@ -104,14 +104,32 @@ impl ToolKind {
     }
 }
 
-/// What an MCP tool does to the paths or commands in its arguments, judged by its name: MCP
-/// servers name tools freely (`read_text_file`, `get_file_contents`, `run_query`), so the words
-/// of the name decide. Reading is the fallback for file-like tools: it is the weakest claim.
-pub fn mcp_implied_action(tool: &str) -> Option<ActionType> {
+/// What an MCP tool's name says it does with what it is given. MCP servers name tools freely
+/// (`read_text_file`, `getFileContents`, `run_query`), so the words of the name decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct McpToolVerbs {
+    /// Runs the commands in its arguments (`executeCommand`, `run_shell`, `start_process`).
+    pub runs_commands: bool,
+    /// Changes the paths in its arguments (`write_file`, `move_file`); otherwise a tool given
+    /// paths counts as reading them, the weakest claim.
+    pub writes: bool,
+}
+
+pub fn mcp_tool_verbs(tool: &str) -> McpToolVerbs {
     match classify(tool) {
-        ToolKind::Shell => return Some(ActionType::ProcessExec),
-        ToolKind::Read => return Some(ActionType::FileRead),
-        ToolKind::Write => return Some(ActionType::FileWrite),
+        ToolKind::Shell => {
+            return McpToolVerbs {
+                runs_commands: true,
+                writes: false,
+            }
+        }
+        ToolKind::Write => {
+            return McpToolVerbs {
+                runs_commands: false,
+                writes: true,
+            }
+        }
+        ToolKind::Read => return McpToolVerbs::default(),
         _ => {}
     }
     // `executeCommand`, `write-file`, `run_shell`: words split at case changes and punctuation.
@@ -129,19 +147,16 @@ pub fn mcp_implied_action(tool: &str) -> Option<ActionType> {
         .filter(|w| !w.is_empty())
         .collect();
     let has = |list: &[&str]| words.iter().any(|w| list.contains(w));
-    // Exec counts only when the arguments hold a command, so broad words cost nothing.
-    if has(&[
-        "exec", "execute", "run", "shell", "terminal", "command", "spawn", "process", "start",
-        "launch", "invoke", "bash", "sh", "cmd", "script", "eval",
-    ]) {
-        Some(ActionType::ProcessExec)
-    } else if has(&[
-        "write", "edit", "create", "move", "delete", "remove", "rename", "upload", "put", "save",
-        "append", "patch", "replace", "mkdir",
-    ]) {
-        Some(ActionType::FileWrite)
-    } else {
-        Some(ActionType::FileRead)
+    McpToolVerbs {
+        // Counts only when the arguments hold a command, so broad words cost nothing.
+        runs_commands: has(&[
+            "exec", "execute", "run", "shell", "terminal", "command", "spawn", "process", "start",
+            "launch", "invoke", "bash", "sh", "cmd", "script", "eval",
+        ]),
+        writes: has(&[
+            "write", "edit", "create", "move", "delete", "remove", "rename", "upload", "put",
+            "save", "append", "patch", "replace", "mkdir",
+        ]),
     }
 }
 
@@ -150,25 +165,18 @@ mod mcp_name_tests {
     use super::*;
 
     #[test]
-    fn mcp_tool_names_imply_actions_by_their_words() {
-        assert_eq!(
-            mcp_implied_action("executeCommand"),
-            Some(ActionType::ProcessExec)
-        );
-        assert_eq!(
-            mcp_implied_action("start_process"),
-            Some(ActionType::ProcessExec)
-        );
-        assert_eq!(mcp_implied_action("writeFile"), Some(ActionType::FileWrite));
-        assert_eq!(mcp_implied_action("move_file"), Some(ActionType::FileWrite));
-        assert_eq!(
-            mcp_implied_action("read_text_file"),
-            Some(ActionType::FileRead)
-        );
-        assert_eq!(
-            mcp_implied_action("getFileContents"),
-            Some(ActionType::FileRead)
-        );
+    fn mcp_tool_names_say_what_they_do_by_their_words() {
+        let verbs = |runs_commands, writes| McpToolVerbs {
+            runs_commands,
+            writes,
+        };
+        assert_eq!(mcp_tool_verbs("executeCommand"), verbs(true, false));
+        assert_eq!(mcp_tool_verbs("start_process"), verbs(true, false));
+        assert_eq!(mcp_tool_verbs("writeFile"), verbs(false, true));
+        assert_eq!(mcp_tool_verbs("move_file"), verbs(false, true));
+        assert_eq!(mcp_tool_verbs("edit_script"), verbs(true, true));
+        assert_eq!(mcp_tool_verbs("read_text_file"), verbs(false, false));
+        assert_eq!(mcp_tool_verbs("getFileContents"), verbs(false, false));
     }
 }
 

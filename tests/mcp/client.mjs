@@ -27,7 +27,9 @@
 //               prints a summary meant to be identical across runs and with or without a
 //               transparent proxy in between (see normalize for what is stripped).
 //   rugpull     listTools only: {tools: [{name, description}]} sorted by name.
-//   bench <n>   calls the tool `echo` 200 times to warm up, then n times sequentially, timing each
+//   bench <n> [interval_ms]
+//               calls the tool `echo` 200 times to warm up, then n times sequentially (with an
+//               interval: each call starting interval_ms after the previous one did), timing each
 //               call with process.hrtime.bigint(): {n, p50_ms, p90_ms, p99_ms, mean_ms, max_ms}.
 //   crash       for crash-server.mjs: calls `ok`, then `crash` (the server exits before answering):
 //               {ok_result, crash_result, crash_settled_ms, connection_closed}.
@@ -485,9 +487,13 @@ async function runRugpull() {
 // ---------------------------------------------------------------------------------------------
 // bench
 
-async function runBench(nArg) {
+async function runBench(nArg, intervalArg) {
     const n = Number(nArg);
     if (!Number.isInteger(n) || n < 1) usage("bench needs a positive integer <n>");
+    // With an interval, calls start on a schedule (as an agent's do, a few per second at
+    // most) instead of back to back; each call's own latency is what is measured.
+    const intervalMs = intervalArg === undefined ? 0 : Number(intervalArg);
+    if (!(intervalMs >= 0)) usage("bench's interval must be a number of milliseconds");
     const { client } = await connect({});
     const echo = async (i) => {
         const res = await client.callTool({ name: "echo", arguments: { message: `bench ${i}` } }, undefined, REQ);
@@ -495,7 +501,13 @@ async function runBench(nArg) {
     };
     for (let i = 0; i < 200; i++) await echo(i);
     const ns = [];
+    const start = process.hrtime.bigint();
     for (let i = 0; i < n; i++) {
+        if (intervalMs > 0) {
+            const due = start + BigInt(Math.round(i * intervalMs * 1e6));
+            const wait = Number(due - process.hrtime.bigint()) / 1e6;
+            if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        }
         const t0 = process.hrtime.bigint();
         await echo(i);
         ns.push(Number(process.hrtime.bigint() - t0));
@@ -505,6 +517,7 @@ async function runBench(nArg) {
     const pct = (p) => ms[Math.max(0, Math.ceil(p * ms.length) - 1)]; // nearest rank
     return {
         n,
+        interval_ms: intervalMs,
         p50_ms: round3(pct(0.5)),
         p90_ms: round3(pct(0.9)),
         p99_ms: round3(pct(0.99)),

@@ -57,6 +57,8 @@ struct Shared {
     context: HookContext,
     /// The agent session the calls belong to (its process, looked up once).
     session_id: String,
+    /// The directory the agent started the server in (relative paths resolve against it).
+    cwd: Option<String>,
     /// Tools of a paginated listing, gathered until its last page.
     listing: Mutex<Vec<Value>>,
     pending: Mutex<HashMap<String, Pending>>,
@@ -194,8 +196,8 @@ impl Shared {
         if let Some(user) = &self.context.user {
             event.labels.insert("user".into(), user.clone());
         }
-        if let Ok(cwd) = std::env::current_dir() {
-            event.labels.insert("cwd".into(), cwd.display().to_string());
+        if let Some(cwd) = &self.cwd {
+            event.labels.insert("cwd".into(), cwd.clone());
         }
         event
     }
@@ -246,6 +248,9 @@ pub fn run(options: WrapOptions, config: Option<Config>) -> i32 {
     };
     let shared = Arc::new(Shared {
         session_id: context.fallback_session_id(),
+        cwd: std::env::current_dir()
+            .ok()
+            .map(|dir| dir.display().to_string()),
         context,
         decider: Decider::new(config, options.name.clone()),
         listing: Mutex::new(Vec::new()),
