@@ -28,6 +28,9 @@ fn node() -> Option<String> {
         .is_ok_and(|o| o.status.success());
     if installed && runs {
         Some(node)
+    } else if std::env::var_os("QUINT_TEST_NODE").is_some() {
+        // scripts/test.sh installed them: their absence is a failure, not a reason to skip.
+        panic!("QUINT_TEST_NODE is set but node or tests/mcp/node_modules does not work");
     } else {
         eprintln!("SKIPPED: node or tests/mcp/node_modules missing; scripts/test.sh installs them (npm ci --prefix tests/mcp)");
         None
