@@ -686,7 +686,11 @@ fn collectors() -> Vec<CollectorStatus> {
             "active",
             "events decided offline by hooks are ingested every 2 s",
         ),
-        entry("mcp", "off", "MCP gateway not in this build"),
+        entry(
+            "mcp",
+            "active",
+            "every tools/call of servers run through `quintctl mcp wrap` is decided before it reaches the server",
+        ),
         entry("process", "off", "process collector not in this build"),
         entry("file", "off", "file collector not in this build"),
     ]
