@@ -1,6 +1,7 @@
 //! quint-daemon: quintd (collect → decide → record) and quintctl (the CLI and agent hooks).
 
 pub mod client;
+pub mod collect;
 pub mod config;
 pub mod ctl;
 pub mod hook;

@@ -1,0 +1,3 @@
+//! Interception sources: what agents do, seen from outside them (processes, files).
+
+pub mod agents;
