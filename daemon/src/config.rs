@@ -31,6 +31,7 @@ pub struct Config {
     pub log_format: String,
     pub storage: StorageConfig,
     pub hook: HookConfig,
+    pub collectors: CollectorsConfig,
     /// Set when `QUINT_*` overrides were present but ignored (see `load_for_hook`).
     #[serde(skip)]
     pub hook_overrides_ignored: bool,
@@ -44,6 +45,33 @@ pub struct StorageConfig {
     pub synchronous: String,
     /// Sign an audit checkpoint after this many records (and at shutdown).
     pub checkpoint_every: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorsConfig {
+    /// The process collector: `auto` runs it when quintd may (root, or CAP_NET_ADMIN for the
+    /// proc connector; otherwise a /proc scan), `on` insists, `off` never.
+    pub process: CollectorMode,
+    /// Agent signatures that add to or replace (by id) the built-in ones.
+    pub agents_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectorMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl Default for CollectorsConfig {
+    fn default() -> Self {
+        CollectorsConfig {
+            process: CollectorMode::Auto,
+            agents_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +93,7 @@ impl Default for Config {
             log_format: "text".into(),
             storage: StorageConfig::default(),
             hook: HookConfig::default(),
+            collectors: CollectorsConfig::default(),
             hook_overrides_ignored: false,
         }
     }

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use quint_policy::shape::summarize_bodies;
-use quint_policy::{Event, PolicyError, SCHEMA_VERSION};
+use quint_policy::{ActionType, Event, PolicyError, Source, SCHEMA_VERSION};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::collect::process_watch::Observed;
 use crate::config::Config;
 use crate::policy_layers::{self, LoadedPolicy};
 use crate::protocol::{
@@ -67,6 +68,16 @@ pub struct Daemon {
     redactor: quint_policy::redact::Redactor,
     /// Opens the spool files hooks sealed while quintd was down.
     spool_key: crypto_box::SecretKey,
+    /// The process collector's state for `quintctl status`: (state, detail, dropped count).
+    process_collector: Mutex<ProcessCollectorState>,
+    /// Processes the collector stopped (SIGKILL), whose children are stopped too.
+    stopped: Mutex<std::collections::HashSet<u32>>,
+}
+
+struct ProcessCollectorState {
+    state: &'static str,
+    detail: String,
+    dropped: Option<Arc<AtomicU64>>,
 }
 
 impl Daemon {
@@ -144,7 +155,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         own_uid: unsafe { libc::geteuid() },
         redactor,
         spool_key,
+        process_collector: Mutex::new(ProcessCollectorState {
+            state: "off",
+            detail: "collectors.process is off in the config".into(),
+            dropped: None,
+        }),
+        stopped: Mutex::new(std::collections::HashSet::new()),
     });
+    start_process_collector(&daemon);
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
 
     let _watcher = watch_policy_dir(daemon.clone());
@@ -350,6 +368,23 @@ impl Daemon {
         }
     }
 
+    /// Decides on one event and prepares it for storage: what is returned holds no secret.
+    fn decide_one(
+        &self,
+        policy: &LoadedPolicy,
+        mut event: Event,
+    ) -> (Event, quint_policy::Verdict) {
+        // Decide on everything the client sent (bodies summarised), store it capped.
+        event.arguments = summarize_bodies(&event.arguments);
+        let verdict = policy.policy.evaluate(&event);
+        verdict.apply_to(&mut event);
+        crate::redaction::prepare_for_storage(&self.redactor, &mut event);
+        if verdict.decision > quint_policy::Decision::Allow {
+            tracing::info!(event_id = %event.event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
+        }
+        (event, verdict)
+    }
+
     /// Decides on every event and records them in one write; the replies come after the commit.
     /// The MCP gateway sends what it allowed in batches: one request and one commit for many.
     async fn evaluate_all(
@@ -371,15 +406,7 @@ impl Daemon {
         let mut prepared = Vec::with_capacity(events.len());
         for mut event in events {
             peer.label(&mut event, self.own_uid);
-            // Decide on everything the client sent (bodies summarised), store it capped.
-            event.arguments = summarize_bodies(&event.arguments);
-            let verdict = policy.policy.evaluate(&event);
-            verdict.apply_to(&mut event);
-            // Nothing leaves this function for the writer with a secret in it.
-            crate::redaction::prepare_for_storage(&self.redactor, &mut event);
-            if verdict.decision > quint_policy::Decision::Allow {
-                tracing::info!(event_id = %event.event_id, platform = %event.platform, decision = %verdict.decision, rules = ?verdict.rule_ids, "policy verdict");
-            }
+            let (event, verdict) = self.decide_one(&policy, event);
             verdicts.push((event.event_id.to_string(), verdict));
             prepared.push(event);
         }
@@ -493,7 +520,7 @@ impl Daemon {
             },
             decisions,
             active_sessions: sessions,
-            collectors: collectors(),
+            collectors: self.collectors(),
             paths: PathsStatus {
                 state_dir: config.state_dir.display().to_string(),
                 socket: config.socket.display().to_string(),
@@ -673,27 +700,177 @@ impl Daemon {
     }
 }
 
-fn collectors() -> Vec<CollectorStatus> {
-    let entry = |name: &str, state: &str, detail: &str| CollectorStatus {
-        name: name.into(),
-        state: state.into(),
-        detail: detail.into(),
-    };
-    vec![
-        entry("hooks", "active", "agent hooks answered over the socket"),
-        entry(
-            "spool",
-            "active",
-            "events decided offline by hooks are ingested every 2 s",
-        ),
-        entry(
-            "mcp",
-            "active",
-            "every tools/call of servers run through `quintctl mcp wrap` is decided before it reaches the server",
-        ),
-        entry("process", "off", "process collector not in this build"),
-        entry("file", "off", "file collector not in this build"),
-    ]
+impl Daemon {
+    fn collectors(&self) -> Vec<CollectorStatus> {
+        let entry = |name: &str, state: &str, detail: &str| CollectorStatus {
+            name: name.into(),
+            state: state.into(),
+            detail: detail.into(),
+        };
+        let process = self
+            .process_collector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let dropped = process
+            .dropped
+            .as_ref()
+            .map(|d| d.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        let process_detail = if dropped > 0 {
+            format!("{}; {dropped} event batch(es) dropped", process.detail)
+        } else {
+            process.detail.clone()
+        };
+        vec![
+            entry("hooks", "active", "agent hooks answered over the socket"),
+            entry(
+                "spool",
+                "active",
+                "events decided offline by hooks are ingested every 2 s",
+            ),
+            entry(
+                "mcp",
+                "active",
+                "every tools/call of servers run through `quintctl mcp wrap` is decided before it reaches the server",
+            ),
+            entry("process", process.state, &process_detail),
+            entry("file", "off", "file collector not in this build"),
+        ]
+    }
+
+    fn stopped_contains(&self, pid: u32) -> bool {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&pid)
+    }
+
+    /// Remembers a stopped process so what it started is stopped too; pids are reused, so
+    /// only the most recent ones are kept.
+    fn stopped_insert(&self, pid: u32) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if stopped.len() >= 4096 {
+            stopped.clear();
+        }
+        stopped.insert(pid);
+    }
+
+    /// An exec the process collector saw in an agent session: decided by policy like any
+    /// action; a denied program is stopped with SIGKILL at once, then the record is written.
+    async fn observe_exec(&self, observed: Observed) {
+        let Observed {
+            session,
+            process,
+            parent,
+            session_start,
+        } = observed;
+        let action = if session_start {
+            ActionType::SessionStart
+        } else {
+            ActionType::ProcessExec
+        };
+        let mut event = Event::new(Source::Process, &session.platform, action, &session.id);
+        event.agent_pid = Some(session.root_pid);
+        event.target = Some(process.command_line());
+        let labels = &mut event.labels;
+        labels.insert("pid".into(), process.pid.to_string());
+        if let Some(ppid) = process.ppid {
+            labels.insert("ppid".into(), ppid.to_string());
+        }
+        if let Some(exe) = &process.exe {
+            labels.insert("exe".into(), exe.clone());
+        }
+        if let Some(cwd) = &process.cwd {
+            labels.insert("cwd".into(), cwd.clone());
+        }
+        if !process.complete() {
+            labels.insert(
+                "partial".into(),
+                "the process exited before /proc was read".into(),
+            );
+        }
+        if let Some(uid) = process.uid {
+            labels.insert("uid".into(), uid.to_string());
+            // `~` in rules means the process owner's home.
+            if let Some(home) = home_of(uid) {
+                labels.insert("home".into(), home);
+            }
+        }
+        let policy = self.current_policy();
+        let (mut event, verdict) = self.decide_one(&policy, event);
+        // A denied program is stopped, and so is anything it started before the kill landed.
+        let parent_stopped = parent.is_some_and(|p| self.stopped_contains(p));
+        let denied = verdict.decision == quint_policy::Decision::Deny && !session_start;
+        if denied || parent_stopped {
+            // SAFETY: kill(2) on a pid; at worst the process is already gone (ESRCH).
+            let killed = unsafe { libc::kill(process.pid as i32, libc::SIGKILL) } == 0;
+            let outcome = match (killed, denied) {
+                (true, true) => "SIGKILL".to_string(),
+                (true, false) => "SIGKILL (started by a stopped process)".to_string(),
+                (false, _) => format!("not stopped: {}", std::io::Error::last_os_error()),
+            };
+            event.labels.insert("enforcement".into(), outcome);
+            self.stopped_insert(process.pid);
+        }
+        if let Err(e) = self.record(vec![event]).await {
+            tracing::error!(error = %e, "cannot record an observed exec");
+        }
+    }
+}
+
+fn start_process_collector(daemon: &Arc<Daemon>) {
+    use crate::config::CollectorMode;
+    let collectors = &daemon.config.collectors;
+    if collectors.process == CollectorMode::Off {
+        return;
+    }
+    let signatures =
+        match crate::collect::agents::Signatures::load(collectors.agents_file.as_deref()) {
+            Ok(signatures) => signatures,
+            Err(e) => {
+                tracing::error!(error = %e, "agent signatures rejected; process collector off");
+                *daemon
+                    .process_collector
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
+                    state: "off",
+                    detail: format!("agent signatures rejected: {e}"),
+                    dropped: None,
+                };
+                return;
+            }
+        };
+    let (sender, mut receiver) = mpsc::channel(4096);
+    match crate::collect::process_watch::spawn(signatures, sender) {
+        Ok(running) => {
+            tracing::info!(state = running.state, detail = %running.detail, "process collector started");
+            *daemon
+                .process_collector
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
+                state: running.state,
+                detail: running.detail,
+                dropped: Some(running.dropped),
+            };
+            let daemon = daemon.clone();
+            tokio::spawn(async move {
+                while let Some(observed) = receiver.recv().await {
+                    daemon.observe_exec(observed).await;
+                }
+            });
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "process collector could not start");
+            *daemon
+                .process_collector
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
+                state: "off",
+                detail: format!("could not start: {e}"),
+                dropped: None,
+            };
+        }
+    }
 }
 
 /// The client on the other end of the socket, from the kernel (SO_PEERCRED), not from its words.

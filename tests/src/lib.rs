@@ -62,7 +62,12 @@ impl QuintEnv {
         let config = dir.path().join("config.yaml");
         std::fs::write(
             &config,
-            format!("policy_dir: {}\nlog_level: debug\n", policy_dir.display()),
+            // Every quintd on this machine would see every test's processes: the process
+            // collector is on only in the tests that are about it.
+            format!(
+                "policy_dir: {}\nlog_level: debug\ncollectors:\n  process: off\n",
+                policy_dir.display()
+            ),
         )
         .unwrap();
         QuintEnv {

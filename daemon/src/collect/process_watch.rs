@@ -1,0 +1,205 @@
+//! The process collector's thread: proc connector events (or, without the capability, a /proc
+//! scan every few seconds) → the session table → one `Observed` per exec in an agent session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::agents::Signatures;
+use super::proc_connector::{ProcConnector, ProcEvent};
+use super::process::{all_pids, read_proc, Observation, ProcessInfo, Session, SessionTable};
+
+/// How often the fallback scan looks for new processes.
+const SCAN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// An exec in an agent session (or an agent starting).
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub session: Arc<Session>,
+    pub process: ProcessInfo,
+    /// The process it was forked from (from the fork event; /proc may already say 1).
+    pub parent: Option<u32>,
+    /// This exec started the session (the agent itself).
+    pub session_start: bool,
+}
+
+/// What the collector is doing, for `quintctl status`.
+pub struct Running {
+    /// `active` (proc connector) or `fallback` (periodic /proc scan).
+    pub state: &'static str,
+    pub detail: String,
+    /// Events the kernel dropped because the collector fell behind (ENOBUFS), or observations
+    /// quintd could not take.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// Starts the collector thread; the connector when it can be opened, the scan otherwise. The
+/// connector is subscribed before /proc is scanned, so no process falls between the two.
+pub fn spawn(signatures: Signatures, out: mpsc::Sender<Observed>) -> std::io::Result<Running> {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut table = SessionTable::new(signatures);
+    let own_pid = std::process::id();
+    let connector = ProcConnector::open();
+    // Agents already running are found by a scan either way, and recorded as started.
+    let existing: Vec<ProcessInfo> = all_pids()
+        .into_iter()
+        .filter(|pid| *pid != own_pid)
+        .map(read_proc)
+        .collect();
+    let roots: HashMap<u32, ProcessInfo> = existing.iter().map(|p| (p.pid, p.clone())).collect();
+    for session in table.scan(existing) {
+        tracing::info!(session = %session.id, platform = %session.platform, root_pid = session.root_pid, "agent already running");
+        if let Some(process) = roots.get(&session.root_pid).cloned() {
+            let observed = Observed {
+                session,
+                parent: process.ppid,
+                process,
+                session_start: true,
+            };
+            if out.try_send(observed).is_err() {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let (state, detail) = match connector {
+        Ok(connector) => {
+            let dropped = dropped.clone();
+            std::thread::Builder::new()
+                .name("quintd-process".into())
+                .spawn(move || follow_connector(connector, table, out, &dropped, own_pid))?;
+            (
+                "active",
+                "proc connector: every fork, exec and exit".to_string(),
+            )
+        }
+        Err(e) => {
+            let dropped = dropped.clone();
+            let detail = format!(
+                "periodic /proc scan every {}s (the proc connector needs CAP_NET_ADMIN: {e}); short-lived processes are missed",
+                SCAN_INTERVAL.as_secs()
+            );
+            std::thread::Builder::new()
+                .name("quintd-process-scan".into())
+                .spawn(move || scan_periodically(table, out, &dropped, own_pid))?;
+            ("fallback", detail)
+        }
+    };
+    Ok(Running {
+        state,
+        detail,
+        dropped,
+    })
+}
+
+fn deliver(out: &mpsc::Sender<Observed>, observed: Observed, dropped: &AtomicU64) -> bool {
+    match out.blocking_send(observed) {
+        Ok(()) => true,
+        Err(_) => {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+fn observe(
+    table: &mut SessionTable,
+    info: ProcessInfo,
+    out: &mpsc::Sender<Observed>,
+    dropped: &AtomicU64,
+) -> bool {
+    let (session, session_start) = match table.exec(&info) {
+        Observation::Outside => return true,
+        Observation::SessionStarted(session) => (session, true),
+        Observation::Exec(session) => (session, false),
+    };
+    let parent = table.parent_of(info.pid);
+    deliver(
+        out,
+        Observed {
+            session,
+            process: info,
+            parent,
+            session_start,
+        },
+        dropped,
+    )
+}
+
+fn follow_connector(
+    mut connector: ProcConnector,
+    mut table: SessionTable,
+    out: mpsc::Sender<Observed>,
+    dropped: &AtomicU64,
+    own_pid: u32,
+) {
+    let mut events = Vec::new();
+    loop {
+        match connector.next_events(&mut events) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("the kernel dropped process events: the collector fell behind");
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "process collector stopped");
+                return;
+            }
+        }
+        for event in &events {
+            match *event {
+                ProcEvent::Fork { parent, child } => table.fork(parent, child),
+                ProcEvent::Exec { pid } if pid == own_pid => {}
+                // Read at once: a short-lived process may already be gone; what was readable
+                // is recorded, the rest is marked.
+                ProcEvent::Exec { pid } => {
+                    if !observe(&mut table, read_proc(pid), &out, dropped) {
+                        return;
+                    }
+                }
+                ProcEvent::Exit { pid, .. } => table.exit(pid),
+            }
+        }
+    }
+}
+
+fn scan_periodically(
+    mut table: SessionTable,
+    out: mpsc::Sender<Observed>,
+    dropped: &AtomicU64,
+    own_pid: u32,
+) {
+    // Everything running now was seen by the first scan.
+    let mut known: std::collections::HashSet<(u32, u64)> = all_pids()
+        .into_iter()
+        .map(read_proc)
+        .map(|info| (info.pid, info.start_ticks.unwrap_or(0)))
+        .collect();
+    loop {
+        std::thread::sleep(SCAN_INTERVAL);
+        let current: Vec<ProcessInfo> = all_pids()
+            .into_iter()
+            .filter(|pid| *pid != own_pid)
+            .map(read_proc)
+            .collect();
+        let identities: std::collections::HashSet<(u32, u64)> = current
+            .iter()
+            .map(|info| (info.pid, info.start_ticks.unwrap_or(0)))
+            .collect();
+        let mut fresh: Vec<ProcessInfo> = current
+            .into_iter()
+            .filter(|info| !known.contains(&(info.pid, info.start_ticks.unwrap_or(0))))
+            .collect();
+        known = identities;
+        fresh.sort_by_key(|p| p.start_ticks.unwrap_or(0));
+        for info in fresh {
+            if !observe(&mut table, info, &out, dropped) {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The process collector against the real kernel: the proc connector (root) sees a stand-in
+//! agent's descendants, quintd puts them in the agent's session and decides on each exec.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use quint_e2e::QuintEnv;
+use serde_json::Value;
+
+/// Root, or the reason printed: the proc connector needs CAP_NET_ADMIN.
+fn permitted() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|uids| uids.split_whitespace().nth(1))
+        == Some("0");
+    if !root {
+        eprintln!("SKIPPED: the process collector's proc connector needs root (CAP_NET_ADMIN)");
+    }
+    root
+}
+
+/// Each quintd here watches every process on the machine, so two at once would both act on
+/// each other's stand-in agents (and race to stop them): these tests take turns.
+static ONE_COLLECTOR_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn collector_env() -> QuintEnv {
+    let env = QuintEnv::new();
+    std::fs::write(
+        &env.config,
+        format!(
+            "policy_dir: {}\nlog_level: debug\ncollectors:\n  process: on\n",
+            env.policy_dir.display()
+        ),
+    )
+    .unwrap();
+    env
+}
+
+/// A stand-in agent: a copy of the shell under an agent's executable name.
+fn stand_in(env: &QuintEnv, name: &str) -> PathBuf {
+    let dir = env.dir.path().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::copy("/bin/bash", &path).unwrap();
+    path
+}
+
+/// The process events of one agent session, by its root pid: every quintd on the machine
+/// sees every process, including other tests' stand-in agents.
+fn session_events(env: &QuintEnv, root_pid: u32) -> Vec<Value> {
+    env.events(&[])
+        .into_iter()
+        .filter(|e| e["source"] == "process" && e["agent_pid"] == root_pid)
+        .collect()
+}
+
+fn wait_for_events(env: &QuintEnv, root_pid: u32, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut events = Vec::new();
+    env.wait_for(Duration::from_secs(15), || {
+        events = session_events(env, root_pid);
+        check(&events)
+    });
+    events
+}
+
+fn target(event: &Value) -> &str {
+    event["target"].as_str().unwrap_or_default()
+}
+
+/// The collector is running with the proc connector, or the reason printed.
+fn connector_active(env: &QuintEnv) -> bool {
+    let status = env.ctl(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let process = status["daemon"]["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "process")
+        .unwrap()
+        .clone();
+    if process["state"] != "active" {
+        eprintln!("SKIPPED: the proc connector is unavailable here: {process}");
+        return false;
+    }
+    true
+}
+
+/// Runs the stand-in agent with a shell script and returns its pid (the session's root).
+fn run_agent(agent: &std::path::Path, script: &str) -> (u32, Duration) {
+    let started = std::time::Instant::now();
+    let mut child = Command::new(agent).args(["-c", script]).spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    (pid, started.elapsed())
+}
+
+#[test]
+fn an_agents_descendants_share_its_session_and_a_denied_exec_is_stopped() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let _daemon = env.start_daemon();
+    if !connector_active(&env) {
+        return;
+    }
+    let key = env.home.join(".ssh/id_rsa");
+    let claude = stand_in(&env, "claude");
+
+    // A denied program is stopped: this shell would read the key, then linger for 5 s.
+    let (root, took) = run_agent(
+        &claude,
+        &format!("sh -c 'cat {}; sleep 5'; true", key.display()),
+    );
+    let events = wait_for_events(&env, root, |events| {
+        events.iter().any(|e| target(e).starts_with("sh -c"))
+    });
+    let start = events
+        .iter()
+        .find(|e| e["action_type"] == "session.start")
+        .unwrap_or_else(|| panic!("no session start in {events:#?}"));
+    assert_eq!(start["platform"], "claude-code");
+    let shell = events
+        .iter()
+        .find(|e| target(e).starts_with("sh -c"))
+        .unwrap();
+    assert_eq!(shell["session_id"], start["session_id"]);
+    assert_eq!(shell["action_type"], "process.exec");
+    assert_eq!(shell["decision"], "deny", "{shell}");
+    assert!(shell["rule_ids"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("credentials.ssh-private-keys")));
+    assert_eq!(shell["labels"]["enforcement"], "SIGKILL", "{shell}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the shell was not stopped: {took:?}"
+    );
+
+    // Grandchildren carry the session; one that exits at once is still recorded (with what
+    // /proc still had), and nothing else is.
+    let (root, _) = run_agent(&claude, "sh -c '/bin/sleep 0.2; /bin/true'; true");
+    let events = wait_for_events(&env, root, |events| {
+        events
+            .iter()
+            .filter(|e| e["action_type"] == "process.exec")
+            .count()
+            >= 3
+    });
+    let session = events
+        .iter()
+        .find(|e| e["action_type"] == "session.start")
+        .unwrap()["session_id"]
+        .clone();
+    let execs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action_type"] == "process.exec")
+        .collect();
+    assert_eq!(execs.len(), 3, "sh, sleep and true: {execs:#?}");
+    assert!(execs.iter().all(|e| e["session_id"] == session));
+    assert!(execs.iter().any(|e| target(e) == "/bin/sleep 0.2"));
+    assert!(execs
+        .iter()
+        .any(|e| target(e) == "/bin/true" || e["labels"]["partial"].is_string()));
+
+    // What the denied shell had started before the kill landed was stopped too.
+    let denied_root = shell["agent_pid"].as_u64().unwrap() as u32;
+    for sleeper in session_events(&env, denied_root)
+        .iter()
+        .filter(|e| target(e) == "sleep 5")
+    {
+        assert!(sleeper["labels"]["enforcement"].is_string(), "{sleeper}");
+    }
+
+    // The same read from a shell outside any agent works and leaves no record.
+    let mut outside = Command::new("/bin/bash")
+        .args(["-c", &format!("cat {}; true", key.display())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let outside_pid = outside.id().to_string();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(outside.stdout.as_mut().unwrap(), &mut printed).unwrap();
+    outside.wait().unwrap();
+    assert!(printed.contains("PRIVATE KEY"));
+    std::thread::sleep(Duration::from_millis(500));
+    let traced: Vec<Value> = env
+        .events(&[])
+        .into_iter()
+        .filter(|e| {
+            e["labels"]["pid"] == outside_pid.as_str()
+                || e["labels"]["ppid"] == outside_pid.as_str()
+        })
+        .collect();
+    assert!(
+        traced.is_empty(),
+        "the non-agent shell was recorded: {traced:#?}"
+    );
+}
+
+#[test]
+fn an_interpreter_launched_agent_is_recognised_by_its_entry_script() {
+    if !permitted() {
+        return;
+    }
+    let node = std::env::var("QUINT_TEST_NODE").unwrap_or_else(|_| "node".into());
+    if Command::new(&node).arg("--version").output().is_err() {
+        eprintln!("SKIPPED: node is not installed");
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let _daemon = env.start_daemon();
+    let package = env
+        .dir
+        .path()
+        .join("lib/node_modules/@anthropic-ai/claude-code");
+    std::fs::create_dir_all(&package).unwrap();
+    let cli = package.join("cli.js");
+    std::fs::write(
+        &cli,
+        "require('child_process').execFileSync('/bin/sleep', ['0.2']);\n",
+    )
+    .unwrap();
+    let mut agent = Command::new(&node).arg(&cli).spawn().unwrap();
+    let root_pid = agent.id();
+    assert!(agent.wait().unwrap().success());
+    let events = wait_for_events(&env, root_pid, |events| {
+        events.iter().any(|e| target(e) == "/bin/sleep 0.2")
+    });
+    let child = events
+        .iter()
+        .find(|e| target(e) == "/bin/sleep 0.2")
+        .unwrap_or_else(|| panic!("the agent's child not recorded: {events:#?}"));
+    assert_eq!(child["platform"], "claude-code");
+    let start = events
+        .iter()
+        .find(|e| e["action_type"] == "session.start")
+        .unwrap_or_else(|| {
+            panic!(
+                "no session start: {:#?}\n{}",
+                env.events(&[]),
+                env.daemon_log()
+            )
+        });
+    assert_eq!(child["session_id"], start["session_id"]);
+    assert!(target(start).contains(&cli.display().to_string()));
+}
