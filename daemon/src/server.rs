@@ -72,6 +72,8 @@ pub struct Daemon {
     process_collector: Mutex<ProcessCollectorState>,
     /// Processes the collector stopped (SIGKILL), whose children are stopped too.
     stopped: Mutex<std::collections::HashSet<u32>>,
+    /// The file guard's (state, detail) for `quintctl status`.
+    file_collector: Mutex<(&'static str, String)>,
 }
 
 struct ProcessCollectorState {
@@ -161,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             dropped: None,
         }),
         stopped: Mutex::new(std::collections::HashSet::new()),
+        file_collector: Mutex::new(("off", "starts with the process collector".into())),
     });
     start_process_collector(&daemon);
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
@@ -734,7 +737,10 @@ impl Daemon {
                 "every tools/call of servers run through `quintctl mcp wrap` is decided before it reaches the server",
             ),
             entry("process", process.state, &process_detail),
-            entry("file", "off", "file collector not in this build"),
+            {
+                let file = self.file_collector.lock().unwrap_or_else(|e| e.into_inner());
+                entry("file", file.0, &file.1)
+            },
         ]
     }
 
@@ -818,6 +824,91 @@ impl Daemon {
     }
 }
 
+/// Holds opens of credential directories and refuses the ones policy denies to agent
+/// processes. Runs on its own thread: the kernel waits on every answer.
+fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::SessionMembers) {
+    use crate::collect::file_guard::{credential_directories, FileGuard};
+    let set_state = |state: &'static str, detail: String| {
+        *daemon
+            .file_collector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (state, detail);
+    };
+    let guard = match FileGuard::open() {
+        Ok(guard) => guard,
+        Err(e) => {
+            set_state("off", format!("fanotify needs root (CAP_SYS_ADMIN): {e}"));
+            return;
+        }
+    };
+    let mut marked = Vec::new();
+    for dir in credential_directories() {
+        match guard.protect_directory(&dir) {
+            Ok(()) => marked.push(dir.display().to_string()),
+            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot protect directory"),
+        }
+    }
+    set_state(
+        "active",
+        format!(
+            "fanotify permission events on {} credential directories; agent processes' opens decided by policy",
+            marked.len()
+        ),
+    );
+    tracing::info!(directories = ?marked, "file guard active");
+    let (sender, mut receiver) = mpsc::channel::<Event>(4096);
+    let recorder = daemon.clone();
+    tokio::spawn(async move {
+        while let Some(event) = receiver.recv().await {
+            if let Err(e) = recorder.record(vec![event]).await {
+                tracing::error!(error = %e, "cannot record a guarded open");
+            }
+        }
+    });
+    let daemon = daemon.clone();
+    let spawned = std::thread::Builder::new()
+        .name("quintd-file-guard".into())
+        .spawn(move || {
+            let error = guard.serve(|request| {
+                // Everyone outside an agent session: allowed before anything else is done.
+                let Some(session) = members
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&request.pid)
+                    .cloned()
+                else {
+                    return true;
+                };
+                let action = if request.exec {
+                    ActionType::ProcessExec
+                } else {
+                    ActionType::FileRead
+                };
+                let mut event = Event::new(Source::File, &session.platform, action, &session.id);
+                event.agent_pid = Some(session.root_pid);
+                event.target = Some(request.path.to_string());
+                event.labels.insert("pid".into(), request.pid.to_string());
+                let policy = daemon.current_policy();
+                let (mut event, verdict) = daemon.decide_one(&policy, event);
+                let allowed = verdict.decision != quint_policy::Decision::Deny;
+                if !allowed {
+                    event
+                        .labels
+                        .insert("enforcement".into(), "open refused (EPERM)".into());
+                }
+                // Never wait here: every open under the marks waits on this thread.
+                if sender.try_send(event).is_err() {
+                    tracing::warn!("a guarded open could not be recorded (recorder behind)");
+                }
+                allowed
+            });
+            tracing::error!(%error, "file guard stopped");
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "file guard could not start");
+    }
+}
+
 fn start_process_collector(daemon: &Arc<Daemon>) {
     use crate::config::CollectorMode;
     let collectors = &daemon.config.collectors;
@@ -852,6 +943,7 @@ fn start_process_collector(daemon: &Arc<Daemon>) {
                 detail: running.detail,
                 dropped: Some(running.dropped),
             };
+            start_file_guard(daemon, running.members.clone());
             let daemon = daemon.clone();
             tokio::spawn(async move {
                 while let Some(observed) = receiver.recv().await {

@@ -254,3 +254,59 @@ fn an_interpreter_launched_agent_is_recognised_by_its_entry_script() {
     assert_eq!(child["session_id"], start["session_id"]);
     assert!(target(start).contains(&cli.display().to_string()));
 }
+
+#[test]
+fn an_agent_gets_eperm_on_a_credential_file_and_a_killed_quintd_leaves_nothing_stuck() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let daemon = env.start_daemon();
+    if !connector_active(&env) {
+        return;
+    }
+    let key = env.home.join(".ssh/id_rsa");
+    let claude = stand_in(&env, "claude");
+    // The agent stays alive while cat runs, so cat is known as its child when it opens.
+    let read_by_agent = |agent: &std::path::Path| {
+        Command::new(agent)
+            .args(["-c", &format!("cat {}; true", key.display())])
+            .output()
+            .unwrap()
+    };
+    let refused = read_by_agent(&claude);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("PRIVATE KEY"));
+    let mut open_events = Vec::new();
+    env.wait_for(Duration::from_secs(10), || {
+        open_events = env
+            .events(&[])
+            .into_iter()
+            .filter(|e| e["source"] == "file" && target(e) == key.display().to_string())
+            .collect();
+        !open_events.is_empty()
+    });
+    let open = open_events.first().expect("the refused open is recorded");
+    assert_eq!(open["action_type"], "file.read");
+    assert_eq!(open["decision"], "deny");
+    assert_eq!(open["platform"], "claude-code");
+    assert_eq!(open["labels"]["enforcement"], "open refused (EPERM)");
+
+    // Outside any agent the same read works.
+    let outside = Command::new("/bin/bash")
+        .args(["-c", &format!("cat {}", key.display())])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&outside.stdout).contains("PRIVATE KEY"));
+
+    // quintd killed with its marks in place: the kernel drops them, nobody hangs in open().
+    daemon.kill9();
+    let started = std::time::Instant::now();
+    let after = read_by_agent(&claude);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&after.stdout).contains("PRIVATE KEY"));
+}

@@ -2,6 +2,8 @@
 
 pub mod agents;
 #[cfg(target_os = "linux")]
+pub mod file_guard;
+#[cfg(target_os = "linux")]
 pub mod proc_connector;
 pub mod process;
 #[cfg(target_os = "linux")]

@@ -3,7 +3,7 @@
 //! fallback) and answers, for each exec, which session it belongs to.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::agents::{ProcessFacts, Signatures};
 
@@ -115,10 +115,15 @@ struct Tracked {
     session: Option<Arc<Session>>,
 }
 
+/// Which process belongs to which agent session, shared with the file guard: it answers opens
+/// for everyone else at once, so this lookup is all it does before answering them.
+pub type SessionMembers = Arc<RwLock<HashMap<u32, Arc<Session>>>>;
+
 /// Processes and their sessions. Only processes seen (forked, exec'd or scanned) are known.
 pub struct SessionTable {
     signatures: Signatures,
     processes: HashMap<u32, Tracked>,
+    members: SessionMembers,
     boot_ms: u64,
     ticks_per_second: u64,
 }
@@ -128,10 +133,25 @@ impl SessionTable {
         SessionTable {
             signatures,
             processes: HashMap::new(),
+            members: SessionMembers::default(),
             boot_ms: boot_time_ms(),
             // SAFETY: sysconf has no preconditions.
             ticks_per_second: unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64,
         }
+    }
+
+    pub fn members(&self) -> SessionMembers {
+        self.members.clone()
+    }
+
+    fn track(&mut self, pid: u32, tracked: Tracked) {
+        let mut members = self.members.write().unwrap_or_else(|e| e.into_inner());
+        match &tracked.session {
+            Some(session) => members.insert(pid, session.clone()),
+            None => members.remove(&pid),
+        };
+        drop(members);
+        self.processes.insert(pid, tracked);
     }
 
     /// A child inherits its parent's session (when the agent's signature says children belong
@@ -141,7 +161,7 @@ impl SessionTable {
             .processes
             .get(&parent)
             .and_then(|tracked| tracked.session.clone());
-        self.processes.insert(
+        self.track(
             child,
             Tracked {
                 parent: Some(parent),
@@ -152,6 +172,10 @@ impl SessionTable {
 
     pub fn exit(&mut self, pid: u32) {
         self.processes.remove(&pid);
+        self.members
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
     }
 
     /// An exec: the process may have become an agent, or be running something for one.
@@ -170,7 +194,7 @@ impl SessionTable {
                 parent.and_then(|p| self.processes.get(&p).and_then(|t| t.session.clone()))
             });
         if let Some(session) = inherited {
-            self.processes.insert(
+            self.track(
                 info.pid,
                 Tracked {
                     parent,
@@ -185,7 +209,7 @@ impl SessionTable {
             bundle_id: None,
         };
         let Some(agent) = self.signatures.detect(&facts) else {
-            self.processes.insert(
+            self.track(
                 info.pid,
                 Tracked {
                     parent,
@@ -204,13 +228,14 @@ impl SessionTable {
             name: agent.name.to_string(),
             root_pid: info.pid,
         });
+        let inherit = agent.inherit;
         // An agent that does not own its children (an editor hosting an agent extension) is
         // recorded as started, but its children stay outside.
-        self.processes.insert(
+        self.track(
             info.pid,
             Tracked {
                 parent,
-                session: agent.inherit.then(|| session.clone()),
+                session: inherit.then(|| session.clone()),
             },
         );
         Observation::SessionStarted(session)

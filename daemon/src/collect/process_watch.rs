@@ -34,6 +34,8 @@ pub struct Running {
     /// Events the kernel dropped because the collector fell behind (ENOBUFS), or observations
     /// quintd could not take.
     pub dropped: Arc<AtomicU64>,
+    /// Which process is in which session, kept current by the collector thread.
+    pub members: super::process::SessionMembers,
 }
 
 /// Starts the collector thread; the connector when it can be opened, the scan otherwise. The
@@ -41,6 +43,7 @@ pub struct Running {
 pub fn spawn(signatures: Signatures, out: mpsc::Sender<Observed>) -> std::io::Result<Running> {
     let dropped = Arc::new(AtomicU64::new(0));
     let mut table = SessionTable::new(signatures);
+    let members = table.members();
     let own_pid = std::process::id();
     let connector = ProcConnector::open();
     // Agents already running are found by a scan either way, and recorded as started.
@@ -91,6 +94,7 @@ pub fn spawn(signatures: Signatures, out: mpsc::Sender<Observed>) -> std::io::Re
         state,
         detail,
         dropped,
+        members,
     })
 }
 

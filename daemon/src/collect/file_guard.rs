@@ -1,0 +1,156 @@
+//! Enforcement on `open()`: fanotify permission events (`FAN_OPEN_PERM`, `FAN_OPEN_EXEC_PERM`)
+//! on the directories that hold credentials. The kernel holds every open under a mark until
+//! quintd answers, so the answer for a process outside any agent session is given at once,
+//! before anything else is looked at; only agent processes are decided by policy. If quintd
+//! dies, the kernel drops the marks with the fanotify group and pending opens proceed.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+pub struct FileGuard {
+    fd: OwnedFd,
+}
+
+/// One open waiting for an answer.
+pub struct OpenRequest<'a> {
+    pub pid: u32,
+    pub path: &'a str,
+    pub exec: bool,
+}
+
+impl FileGuard {
+    /// Needs CAP_SYS_ADMIN (root).
+    pub fn open() -> io::Result<FileGuard> {
+        // SAFETY: fanotify_init with constant flags; the fd is owned right away.
+        let fd = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
+                (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is fresh and owned by nothing else.
+        Ok(FileGuard {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Holds opens of the directory's direct children (a directory mark covers no deeper).
+    pub fn protect_directory(&self, dir: &Path) -> io::Result<()> {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a valid fanotify fd and a NUL-terminated path.
+        let marked = unsafe {
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
+                libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM | libc::FAN_EVENT_ON_CHILD,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+            )
+        };
+        if marked < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Answers opens for ever: `allow(request)` false means EPERM for that open. Returns only
+    /// when reading the group fails.
+    pub fn serve(&self, mut allow: impl FnMut(&OpenRequest) -> bool) -> io::Error {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let header = std::mem::size_of::<libc::fanotify_event_metadata>();
+        loop {
+            // SAFETY: reading into a buffer we own, of the length given.
+            let read = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr() as *mut libc::c_void,
+                    buffer.len(),
+                )
+            };
+            if read < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return error;
+            }
+            let mut offset = 0;
+            while offset + header <= read as usize {
+                // SAFETY: the kernel wrote whole metadata records; read_unaligned copes with
+                // the byte buffer's alignment.
+                let event: libc::fanotify_event_metadata = unsafe {
+                    std::ptr::read_unaligned(
+                        buffer[offset..].as_ptr() as *const libc::fanotify_event_metadata
+                    )
+                };
+                if event.event_len < header as u32 {
+                    break;
+                }
+                offset += event.event_len as usize;
+                if event.fd < 0 {
+                    continue;
+                }
+                let path = std::fs::read_link(format!("/proc/self/fd/{}", event.fd))
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                let request = OpenRequest {
+                    pid: event.pid as u32,
+                    path: &path,
+                    exec: event.mask & libc::FAN_OPEN_EXEC_PERM != 0,
+                };
+                let permitted = allow(&request);
+                let response = libc::fanotify_response {
+                    fd: event.fd,
+                    response: if permitted {
+                        libc::FAN_ALLOW
+                    } else {
+                        libc::FAN_DENY
+                    },
+                };
+                // SAFETY: writing a response struct we own; closing the event's fd, which the
+                // kernel gave us to own.
+                unsafe {
+                    libc::write(
+                        self.fd.as_raw_fd(),
+                        &response as *const libc::fanotify_response as *const libc::c_void,
+                        std::mem::size_of::<libc::fanotify_response>(),
+                    );
+                    libc::close(event.fd);
+                }
+            }
+        }
+    }
+}
+
+/// The credential directories of every home on this machine that exist: what the default
+/// pack's credential rules name, as directories fanotify can mark.
+pub fn credential_directories() -> Vec<std::path::PathBuf> {
+    const RELATIVE: &[&str] = &[
+        ".ssh",
+        ".aws",
+        ".kube",
+        ".docker",
+        ".gnupg",
+        ".config/gcloud",
+        ".azure",
+    ];
+    let mut homes = vec![std::path::PathBuf::from("/root")];
+    if let Ok(entries) = std::fs::read_dir("/home") {
+        homes.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        homes.push(home.into());
+    }
+    homes.sort();
+    homes.dedup();
+    homes
+        .iter()
+        .flat_map(|home| RELATIVE.iter().map(move |dir| home.join(dir)))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
