@@ -2,6 +2,7 @@
 //! and spool ingestion. An answer to an `evaluate` is sent only after its record is committed,
 //! so every answered hook call survives a `kill -9`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -74,6 +75,11 @@ pub struct Daemon {
     stopped: Mutex<std::collections::HashSet<u32>>,
     /// The file guard's (state, detail) for `quintctl status`.
     file_collector: Mutex<(&'static str, String)>,
+    /// Which process is in which observed agent session (set when the collector runs).
+    members: Mutex<Option<crate::collect::process::SessionMembers>>,
+    /// Observed session id → the session id the agent declared in its hooks: once a hook call
+    /// comes from inside an observed session, its process and file events use the agent's id.
+    joins: Mutex<HashMap<String, String>>,
 }
 
 struct ProcessCollectorState {
@@ -164,6 +170,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }),
         stopped: Mutex::new(std::collections::HashSet::new()),
         file_collector: Mutex::new(("off", "starts with the process collector".into())),
+        members: Mutex::new(None),
+        joins: Mutex::new(HashMap::new()),
     });
     start_process_collector(&daemon);
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
@@ -409,6 +417,7 @@ impl Daemon {
         let mut prepared = Vec::with_capacity(events.len());
         for mut event in events {
             peer.label(&mut event, self.own_uid);
+            self.join_declared_session(&mut event, peer);
             let (event, verdict) = self.decide_one(&policy, event);
             verdicts.push((event.event_id.to_string(), verdict));
             prepared.push(event);
@@ -744,6 +753,48 @@ impl Daemon {
         ]
     }
 
+    /// A hook call from a process the collector placed in an agent session ties the agent's
+    /// declared session id to that session (the caller's pid comes from the kernel).
+    fn join_declared_session(&self, event: &mut Event, peer: Peer) {
+        if event.source != Source::Hook || event.session_id.is_empty() {
+            return;
+        }
+        let (Some(pid), Some(members)) = (
+            peer.pid,
+            self.members
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        ) else {
+            return;
+        };
+        let observed = members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(pid as u32))
+            .cloned();
+        let Some(observed) = observed else { return };
+        event
+            .labels
+            .insert("observed_session".into(), observed.id.clone());
+        event.agent_pid.get_or_insert(observed.root_pid);
+        let mut joins = self.joins.lock().unwrap_or_else(|e| e.into_inner());
+        if joins.len() >= 10_000 {
+            joins.clear();
+        }
+        joins.insert(observed.id.clone(), event.session_id.clone());
+    }
+
+    /// The session id process and file events of an observed session are recorded under.
+    fn session_id_for(&self, session: &crate::collect::process::Session) -> String {
+        self.joins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&session.id)
+            .cloned()
+            .unwrap_or_else(|| session.id.clone())
+    }
+
     fn stopped_contains(&self, pid: u32) -> bool {
         self.stopped
             .lock()
@@ -775,7 +826,13 @@ impl Daemon {
         } else {
             ActionType::ProcessExec
         };
-        let mut event = Event::new(Source::Process, &session.platform, action, &session.id);
+        let session_id = self.session_id_for(&session);
+        let mut event = Event::new(Source::Process, &session.platform, action, &session_id);
+        if session_id != session.id {
+            event
+                .labels
+                .insert("observed_session".into(), session.id.clone());
+        }
         event.agent_pid = Some(session.root_pid);
         event.target = Some(process.command_line());
         let labels = &mut event.labels;
@@ -884,7 +941,8 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
                 } else {
                     ActionType::FileRead
                 };
-                let mut event = Event::new(Source::File, &session.platform, action, &session.id);
+                let session_id = daemon.session_id_for(&session);
+                let mut event = Event::new(Source::File, &session.platform, action, &session_id);
                 event.agent_pid = Some(session.root_pid);
                 event.target = Some(request.path.to_string());
                 event.labels.insert("pid".into(), request.pid.to_string());
@@ -943,6 +1001,8 @@ fn start_process_collector(daemon: &Arc<Daemon>) {
                 detail: running.detail,
                 dropped: Some(running.dropped),
             };
+            *daemon.members.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(running.members.clone());
             start_file_guard(daemon, running.members.clone());
             let daemon = daemon.clone();
             tokio::spawn(async move {

@@ -310,3 +310,64 @@ fn an_agent_gets_eperm_on_a_credential_file_and_a_killed_quintd_leaves_nothing_s
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(String::from_utf8_lossy(&after.stdout).contains("PRIVATE KEY"));
 }
+
+#[test]
+fn a_hook_call_from_inside_an_agent_joins_its_declared_session_to_the_observed_one() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let _daemon = env.start_daemon();
+    if !connector_active(&env) {
+        return;
+    }
+    let claude = stand_in(&env, "claude");
+    let input = env.dir.path().join("hook-input.json");
+    std::fs::write(
+        &input,
+        quint_e2e::claude_pre_tool_use(
+            "declared-session-42",
+            "Bash",
+            serde_json::json!({"command": "ls"}),
+            env.dir.path(),
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "{} hook claude-code < {} > /dev/null; /bin/sleep 0.3; true",
+        quint_e2e::bin("quintctl").display(),
+        input.display()
+    );
+    // The agent runs with the private installation's environment, as a real one would.
+    let mut agent = Command::new(&claude);
+    for (key, value) in env.quintctl().get_envs() {
+        if let Some(value) = value {
+            agent.env(key, value);
+        }
+    }
+    let mut child = agent.args(["-c", &script]).spawn().unwrap();
+    let root = child.id();
+    child.wait().unwrap();
+    let events = wait_for_events(&env, root, |events| {
+        events.iter().any(|e| target(e) == "/bin/sleep 0.3")
+    });
+    let sleep = events
+        .iter()
+        .find(|e| target(e) == "/bin/sleep 0.3")
+        .unwrap_or_else(|| panic!("sleep not recorded: {events:#?}"));
+    assert_eq!(sleep["session_id"], "declared-session-42", "{sleep}");
+    assert!(sleep["labels"]["observed_session"].is_string());
+    let hook = env
+        .events(&[])
+        .into_iter()
+        .find(|e| e["source"] == "hook" && e["session_id"] == "declared-session-42")
+        .expect("the hook event");
+    assert_eq!(
+        hook["labels"]["observed_session"],
+        sleep["labels"]["observed_session"]
+    );
+    assert_eq!(hook["agent_pid"], root);
+}
