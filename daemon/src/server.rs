@@ -80,7 +80,17 @@ pub struct Daemon {
     /// Observed session id → the session id the agent declared in its hooks: once a hook call
     /// comes from inside an observed session, its process and file events use the agent's id.
     joins: Mutex<HashMap<String, String>>,
+    /// What each session declared recently (hooks, MCP): target and arguments as text, to tell
+    /// an observed access the agent announced from one it did not.
+    declared: Mutex<HashMap<String, std::collections::VecDeque<(Instant, String)>>>,
 }
+
+/// How far back a declared action explains an observed one.
+const DIVERGENCE_WINDOW: Duration = Duration::from_secs(10);
+/// Declared actions kept per session for the comparison.
+const DECLARED_KEPT: usize = 64;
+/// The rule id of a divergence alert.
+pub const DIVERGENCE_RULE: &str = "quint.divergence";
 
 struct ProcessCollectorState {
     state: &'static str,
@@ -172,6 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         file_collector: Mutex::new(("off", "starts with the process collector".into())),
         members: Mutex::new(None),
         joins: Mutex::new(HashMap::new()),
+        declared: Mutex::new(HashMap::new()),
     });
     start_process_collector(&daemon);
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
@@ -418,6 +429,7 @@ impl Daemon {
         for mut event in events {
             peer.label(&mut event, self.own_uid);
             self.join_declared_session(&mut event, peer);
+            self.remember_declared(&event);
             let (event, verdict) = self.decide_one(&policy, event);
             verdicts.push((event.event_id.to_string(), verdict));
             prepared.push(event);
@@ -785,6 +797,76 @@ impl Daemon {
         joins.insert(observed.id.clone(), event.session_id.clone());
     }
 
+    /// Keeps what an agent declared (before redaction: compared in memory, never stored).
+    fn remember_declared(&self, event: &Event) {
+        if !matches!(event.source, Source::Hook | Source::Mcp) {
+            return;
+        }
+        let text = format!(
+            "{} {} {}",
+            event.tool_name.as_deref().unwrap_or(""),
+            event.target.as_deref().unwrap_or(""),
+            event.arguments
+        );
+        let mut declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
+        if declared.len() >= 10_000 {
+            declared.clear();
+        }
+        let recent = declared.entry(event.session_id.clone()).or_default();
+        if recent.len() >= DECLARED_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back((Instant::now(), text));
+    }
+
+    /// An alert when an agent that declares its actions (its hooks reach quintd) touched
+    /// `path` without having declared anything that names the file in the last few seconds.
+    fn divergence(&self, session: &crate::collect::process::Session, path: &str) -> Option<Event> {
+        let declared_id = self
+            .joins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&session.id)
+            .cloned()?;
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let explained = self
+            .declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&declared_id)
+            .is_some_and(|recent| {
+                recent
+                    .iter()
+                    .any(|(at, text)| at.elapsed() <= DIVERGENCE_WINDOW && text.contains(name))
+            });
+        if explained {
+            return None;
+        }
+        let mut event = Event::new(
+            Source::File,
+            &session.platform,
+            ActionType::FileRead,
+            &declared_id,
+        );
+        event.agent_pid = Some(session.root_pid);
+        event.target = Some(path.to_string());
+        event.decision = quint_policy::Decision::Alert;
+        event.rule_ids = vec![DIVERGENCE_RULE.into()];
+        event.risk_score = 60;
+        event
+            .labels
+            .insert("observed_session".into(), session.id.clone());
+        event.labels.insert(
+            "divergence".into(),
+            format!(
+                "no action this agent declared in the last {}s names this file",
+                DIVERGENCE_WINDOW.as_secs()
+            ),
+        );
+        crate::redaction::prepare_for_storage(&self.redactor, &mut event);
+        Some(event)
+    }
+
     /// The session id process and file events of an observed session are recorded under.
     fn session_id_for(&self, session: &crate::collect::process::Session) -> String {
         self.joins
@@ -954,9 +1036,12 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
                         .labels
                         .insert("enforcement".into(), "open refused (EPERM)".into());
                 }
+                let divergence = daemon.divergence(&session, request.path);
                 // Never wait here: every open under the marks waits on this thread.
-                if sender.try_send(event).is_err() {
-                    tracing::warn!("a guarded open could not be recorded (recorder behind)");
+                for event in std::iter::once(event).chain(divergence) {
+                    if sender.try_send(event).is_err() {
+                        tracing::warn!("a guarded open could not be recorded (recorder behind)");
+                    }
                 }
                 allowed
             });

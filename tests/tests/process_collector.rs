@@ -371,3 +371,84 @@ fn a_hook_call_from_inside_an_agent_joins_its_declared_session_to_the_observed_o
     );
     assert_eq!(hook["agent_pid"], root);
 }
+
+#[test]
+fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let _daemon = env.start_daemon();
+    if !connector_active(&env) {
+        return;
+    }
+    let ssh = env.home.join(".ssh");
+    std::fs::write(ssh.join("known_hosts"), "github.com ssh-ed25519 AAAA\n").unwrap();
+    std::fs::write(ssh.join("config"), "Host *\n").unwrap();
+    let claude = stand_in(&env, "claude");
+    // The agent declares (through its hook) that it reads known_hosts, reads it, then reads
+    // config without declaring anything. Both reads are allowed by policy.
+    let input = env.dir.path().join("hook-input.json");
+    let declared = format!("cat {}", ssh.join("known_hosts").display());
+    std::fs::write(
+        &input,
+        quint_e2e::claude_pre_tool_use(
+            "declared-session-7",
+            "Bash",
+            serde_json::json!({ "command": declared }),
+            env.dir.path(),
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "{quintctl} hook claude-code < {input} > /dev/null; cat {known}; cat {config}; true",
+        quintctl = quint_e2e::bin("quintctl").display(),
+        input = input.display(),
+        known = ssh.join("known_hosts").display(),
+        config = ssh.join("config").display(),
+    );
+    let mut agent = Command::new(&claude);
+    for (key, value) in env.quintctl().get_envs() {
+        if let Some(value) = value {
+            agent.env(key, value);
+        }
+    }
+    let output = agent.args(["-c", &script]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Host *"),
+        "{output:?}"
+    );
+    let mut alerts = Vec::new();
+    env.wait_for(Duration::from_secs(10), || {
+        alerts = env
+            .events(&[])
+            .into_iter()
+            .filter(|e| {
+                e["rule_ids"]
+                    .as_array()
+                    .is_some_and(|r| r.contains(&Value::from("quint.divergence")))
+            })
+            .collect();
+        !alerts.is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let alerts: Vec<Value> = env
+        .events(&[])
+        .into_iter()
+        .filter(|e| {
+            e["rule_ids"]
+                .as_array()
+                .is_some_and(|r| r.contains(&Value::from("quint.divergence")))
+        })
+        .collect();
+    assert_eq!(alerts.len(), 1, "only the undeclared read: {alerts:#?}");
+    assert_eq!(
+        alerts[0]["target"],
+        ssh.join("config").display().to_string()
+    );
+    assert_eq!(alerts[0]["decision"], "alert");
+    assert_eq!(alerts[0]["session_id"], "declared-session-7");
+}
