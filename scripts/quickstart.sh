@@ -28,7 +28,9 @@ export QUINT_STATE_DIR="$work/state" QUINT_SOCKET="$work/quintd.sock" QUINT_CONF
 export HOME="$work/home"
 mkdir -p "$HOME/.ssh" "$HOME/project" "$work/policy.d"
 echo "fake key" > "$HOME/.ssh/id_rsa"
-printf 'policy_dir: %s\nlog_level: warn\n' "$work/policy.d" > "$QUINT_CONFIG"
+# The process collector and file guard watch the whole machine: off for this throwaway daemon,
+# so it never acts on agents you run for real.
+printf 'policy_dir: %s\nlog_level: warn\ncollectors:\n  process: off\n' "$work/policy.d" > "$QUINT_CONFIG"
 
 echo "==> starting a private quintd (state in $QUINT_STATE_DIR)"
 "$bin/quintd" 2> "$work/quintd.log" &

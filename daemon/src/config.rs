@@ -50,8 +50,9 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorsConfig {
-    /// The process collector: `auto` runs it when quintd may (root, or CAP_NET_ADMIN for the
-    /// proc connector; otherwise a /proc scan), `on` insists, `off` never.
+    /// The process collector: `auto` runs it when quintd is root (the proc connector and the
+    /// file guard), `on` also when it is not (a periodic /proc scan, no file guard), `off`
+    /// never.
     pub process: CollectorMode,
     /// Agent signatures that add to or replace (by id) the built-in ones.
     pub agents_file: Option<PathBuf>,

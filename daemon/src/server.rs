@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+#[cfg(target_os = "linux")]
 use crate::collect::process_watch::Observed;
 use crate::config::Config;
 use crate::policy_layers::{self, LoadedPolicy};
@@ -896,7 +897,8 @@ impl Daemon {
 
     /// An exec the process collector saw in an agent session: decided by policy like any
     /// action; a denied program is stopped with SIGKILL at once, then the record is written.
-    async fn observe_exec(&self, observed: Observed) {
+    #[cfg(target_os = "linux")]
+    fn observe_exec(&self, observed: Observed) -> Event {
         let Observed {
             session,
             process,
@@ -957,14 +959,13 @@ impl Daemon {
             event.labels.insert("enforcement".into(), outcome);
             self.stopped_insert(process.pid);
         }
-        if let Err(e) = self.record(vec![event]).await {
-            tracing::error!(error = %e, "cannot record an observed exec");
-        }
+        event
     }
 }
 
 /// Holds opens of credential directories and refuses the ones policy denies to agent
 /// processes. Runs on its own thread: the kernel waits on every answer.
+#[cfg(target_os = "linux")]
 fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::SessionMembers) {
     use crate::collect::file_guard::{credential_directories, FileGuard};
     let set_state = |state: &'static str, detail: String| {
@@ -998,9 +999,10 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
     let (sender, mut receiver) = mpsc::channel::<Event>(4096);
     let recorder = daemon.clone();
     tokio::spawn(async move {
-        while let Some(event) = receiver.recv().await {
-            if let Err(e) = recorder.record(vec![event]).await {
-                tracing::error!(error = %e, "cannot record a guarded open");
+        let mut batch = Vec::new();
+        while receiver.recv_many(&mut batch, 512).await > 0 {
+            if let Err(e) = recorder.record(std::mem::take(&mut batch)).await {
+                tracing::error!(error = %e, "cannot record guarded opens");
             }
         }
     });
@@ -1008,8 +1010,13 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
     let spawned = std::thread::Builder::new()
         .name("quintd-file-guard".into())
         .spawn(move || {
-            let error = guard.serve(|request| {
-                // Everyone outside an agent session: allowed before anything else is done.
+            let watched = |pid: u32| {
+                members
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(&pid)
+            };
+            let error = guard.serve(watched, |request| {
                 let Some(session) = members
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
@@ -1027,7 +1034,20 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
                 let mut event = Event::new(Source::File, &session.platform, action, &session_id);
                 event.agent_pid = Some(session.root_pid);
                 event.target = Some(request.path.to_string());
-                event.labels.insert("pid".into(), request.pid.to_string());
+                let labels = &mut event.labels;
+                labels.insert("pid".into(), request.pid.to_string());
+                if session_id != session.id {
+                    labels.insert("observed_session".into(), session.id.clone());
+                }
+                if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", request.pid)) {
+                    labels.insert("exe".into(), exe.display().to_string());
+                }
+                let owner = std::fs::metadata(format!("/proc/{}", request.pid))
+                    .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                    .ok();
+                if let Some(home) = owner.and_then(home_of) {
+                    labels.insert("home".into(), home);
+                }
                 let policy = daemon.current_policy();
                 let (mut event, verdict) = daemon.decide_one(&policy, event);
                 let allowed = verdict.decision != quint_policy::Decision::Deny;
@@ -1052,10 +1072,27 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
     }
 }
 
+/// macOS: Endpoint Security needs an Apple entitlement; until then hooks and MCP only.
+#[cfg(not(target_os = "linux"))]
+fn start_process_collector(_daemon: &Arc<Daemon>) {}
+
+#[cfg(target_os = "linux")]
 fn start_process_collector(daemon: &Arc<Daemon>) {
     use crate::config::CollectorMode;
     let collectors = &daemon.config.collectors;
     if collectors.process == CollectorMode::Off {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if collectors.process == CollectorMode::Auto && unsafe { libc::geteuid() } != 0 {
+        *daemon
+            .process_collector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
+            state: "off",
+            detail: "quintd is not root; `collectors.process: on` runs the /proc-scan fallback anyway".into(),
+            dropped: None,
+        };
         return;
     }
     let signatures =
@@ -1090,9 +1127,18 @@ fn start_process_collector(daemon: &Arc<Daemon>) {
                 Some(running.members.clone());
             start_file_guard(daemon, running.members.clone());
             let daemon = daemon.clone();
+            // Each exec is decided (and a denied one stopped) as soon as it arrives; the records
+            // of everything that queued meanwhile go to disk in one write.
             tokio::spawn(async move {
-                while let Some(observed) = receiver.recv().await {
-                    daemon.observe_exec(observed).await;
+                let mut batch = Vec::new();
+                while receiver.recv_many(&mut batch, 512).await > 0 {
+                    let events: Vec<Event> = batch
+                        .drain(..)
+                        .map(|observed| daemon.observe_exec(observed))
+                        .collect();
+                    if let Err(e) = daemon.record(events).await {
+                        tracing::error!(error = %e, "cannot record observed execs");
+                    }
                 }
             });
         }

@@ -58,9 +58,14 @@ impl FileGuard {
         Ok(())
     }
 
-    /// Answers opens for ever: `allow(request)` false means EPERM for that open. Returns only
-    /// when reading the group fails.
-    pub fn serve(&self, mut allow: impl FnMut(&OpenRequest) -> bool) -> io::Error {
+    /// Answers opens for ever. `watched(pid)` false answers allow at once, before the path is
+    /// even looked up (the common case: the process is in no agent session); otherwise
+    /// `allow(request)` false means EPERM for that open. Returns only when reading fails.
+    pub fn serve(
+        &self,
+        watched: impl Fn(u32) -> bool,
+        mut allow: impl FnMut(&OpenRequest) -> bool,
+    ) -> io::Error {
         let mut buffer = vec![0u8; 64 * 1024];
         let header = std::mem::size_of::<libc::fanotify_event_metadata>();
         loop {
@@ -95,15 +100,17 @@ impl FileGuard {
                 if event.fd < 0 {
                     continue;
                 }
-                let path = std::fs::read_link(format!("/proc/self/fd/{}", event.fd))
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                let request = OpenRequest {
-                    pid: event.pid as u32,
-                    path: &path,
-                    exec: event.mask & libc::FAN_OPEN_EXEC_PERM != 0,
+                let pid = event.pid as u32;
+                let permitted = !watched(pid) || {
+                    let path = std::fs::read_link(format!("/proc/self/fd/{}", event.fd))
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    allow(&OpenRequest {
+                        pid,
+                        path: &path,
+                        exec: event.mask & libc::FAN_OPEN_EXEC_PERM != 0,
+                    })
                 };
-                let permitted = allow(&request);
                 let response = libc::fanotify_response {
                     fd: event.fd,
                     response: if permitted {

@@ -74,17 +74,23 @@ impl ProcConnector {
         if bound < 0 {
             return Err(io::Error::last_os_error());
         }
-        // A bigger receive buffer rides out bursts (a build forking thousands of processes).
+        // A bigger receive buffer rides out bursts (a build forking thousands of processes);
+        // FORCE goes past rmem_max, which root may do; otherwise what the system allows.
         let size: libc::c_int = 4 << 20;
-        // SAFETY: setsockopt with a valid int option value.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as u32,
-            );
+        for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt with a valid int option value.
+            let set = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    &size as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as u32,
+                )
+            };
+            if set == 0 {
+                break;
+            }
         }
         let connector = ProcConnector {
             socket,

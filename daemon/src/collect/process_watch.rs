@@ -194,6 +194,10 @@ fn scan_periodically(
             .iter()
             .map(|info| (info.pid, info.start_ticks.unwrap_or(0)))
             .collect();
+        // Gone since the last pass: forgotten, so a reused pid does not inherit a session.
+        for (pid, _) in known.difference(&identities) {
+            table.exit(*pid);
+        }
         let mut fresh: Vec<ProcessInfo> = current
             .into_iter()
             .filter(|info| !known.contains(&(info.pid, info.start_ticks.unwrap_or(0))))

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The OS collectors' costs, side by side in one run (needs root: fanotify and the proc
+# connector):
+#   1. open() latency for a process outside any agent session, of a file in a directory under
+#      the file guard's permission mark, against the same open with no mark (quintd stopped);
+#      rounds alternate so machine noise hits both;
+#   2. an idle quintd with every collector on: CPU over 60 s and resident memory.
+#
+# scripts/bench/collectors.sh [opens per round] [rounds] [idle seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+opens="${1:-20000}"
+rounds="${2:-3}"
+idle="${3:-60}"
+if [ "$(id -u)" != 0 ]; then
+    echo "needs root (fanotify permission marks and the proc connector)" >&2
+    exit 1
+fi
+cargo build --release --quiet -p quint-daemon --bin quintd --bin quintctl
+bin="$PWD/target/release"
+work=$(mktemp -d)
+quintd_pid=""
+stop_quintd() {
+    if [ -n "$quintd_pid" ]; then
+        kill "$quintd_pid" 2>/dev/null || true
+        wait "$quintd_pid" 2>/dev/null || true
+        quintd_pid=""
+    fi
+}
+trap 'stop_quintd; rm -rf "$work"' EXIT
+mkdir -p "$work/policy.d" "$work/home/.ssh"
+echo "Host *" > "$work/home/.ssh/config"
+printf 'policy_dir: %s\nlog_level: warn\ncollectors:\n  process: on\n' "$work/policy.d" > "$work/config.yaml"
+export QUINT_CONFIG="$work/config.yaml" QUINT_STATE_DIR="$work/state" QUINT_SOCKET="$work/quintd.sock" HOME="$work/home"
+start_quintd() {
+    "$bin/quintd" 2>>"$work/quintd.log" &
+    quintd_pid=$!
+    for _ in $(seq 100); do [ -S "$work/quintd.sock" ] && break; sleep 0.1; done
+    # The guard is up once status says so.
+    for _ in $(seq 50); do
+        "$bin/quintctl" status --json 2>/dev/null | grep -q '"name": "file"' && break
+        sleep 0.1
+    done
+}
+measure_opens() {
+    python3 - "$work/home/.ssh/config" "$opens" <<'PY'
+import json, os, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(2000):
+    os.close(os.open(path, os.O_RDONLY))
+samples = []
+for _ in range(n):
+    t0 = time.perf_counter_ns()
+    os.close(os.open(path, os.O_RDONLY))
+    samples.append(time.perf_counter_ns() - t0)
+samples.sort()
+pct = lambda p: samples[min(len(samples) - 1, int(p * len(samples)))] / 1000
+print(json.dumps({"p50_us": pct(0.5), "p99_us": pct(0.99)}))
+PY
+}
+results=()
+for round in $(seq "$rounds"); do
+    stop_quintd
+    plain=$(measure_opens)
+    start_quintd
+    marked=$(measure_opens)
+    echo "round $round: no mark $plain, under the mark $marked"
+    results+=("$plain" "$marked")
+done
+python3 - "${results[@]}" <<'PY'
+import json, statistics, sys
+runs = [json.loads(r) for r in sys.argv[1:]]
+plain, marked = runs[0::2], runs[1::2]
+for k in ("p50_us", "p99_us"):
+    p, m = statistics.median(r[k] for r in plain), statistics.median(r[k] for r in marked)
+    print(f"open() {k[:-3]}: no mark {p:.1f} us, under the mark {m:.1f} us, added {m - p:.1f} us (median of {len(plain)} rounds)")
+PY
+echo "idle: quintd with the process collector and the file guard on, ${idle}s"
+ticks0=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
+sleep "$idle"
+ticks1=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$quintd_pid/status")
+python3 -c "import sys; t=($ticks1-$ticks0)/$(getconf CLK_TCK); print(f'idle CPU {100*t/$idle:.2f} % of one core over $idle s, RSS {$rss/1024:.1f} MB')"
+"$bin/quintctl" status --json | python3 -c 'import json,sys; [print(" ", c["name"], c["state"], "-", c["detail"]) for c in json.load(sys.stdin)["daemon"]["collectors"]]'
