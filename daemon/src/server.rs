@@ -1090,7 +1090,9 @@ fn start_process_collector(daemon: &Arc<Daemon>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
             state: "off",
-            detail: "quintd is not root; `collectors.process: on` runs the /proc-scan fallback anyway".into(),
+            detail:
+                "quintd is not root; `collectors.process: on` runs the /proc-scan fallback anyway"
+                    .into(),
             dropped: None,
         };
         return;
