@@ -781,12 +781,10 @@ impl Daemon {
         ) else {
             return;
         };
-        let observed = members
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(pid as u32))
-            .cloned();
-        let Some(observed) = observed else { return };
+        let Some(observed) = crate::collect::process::session_of_lineage(&members, pid as u32)
+        else {
+            return;
+        };
         event
             .labels
             .insert("observed_session".into(), observed.id.clone());
@@ -1010,19 +1008,26 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
     let spawned = std::thread::Builder::new()
         .name("quintd-file-guard".into())
         .spawn(move || {
-            let watched = |pid: u32| {
-                members
+            // Members first (the common, fast answer); a process the collector has not placed
+            // yet is judged by its parent, which it has.
+            let session_of = |pid: u32| {
+                let known = members
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
-                    .contains_key(&pid)
+                    .get(&pid)
+                    .cloned();
+                known.or_else(|| {
+                    let parent = crate::collect::process::parent_pid(pid)?;
+                    members
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&parent)
+                        .cloned()
+                })
             };
+            let watched = |pid: u32| session_of(pid).is_some();
             let error = guard.serve(watched, |request| {
-                let Some(session) = members
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&request.pid)
-                    .cloned()
-                else {
+                let Some(session) = session_of(request.pid) else {
                     return true;
                 };
                 let action = if request.exec {

@@ -75,6 +75,32 @@ pub fn read_proc(pid: u32) -> ProcessInfo {
     info
 }
 
+/// A process's parent from /proc (the collector may not have seen its fork yet); `None`
+/// where there is no /proc.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The session of a process or of its nearest ancestor that has one: the collector thread may
+/// not have placed a just-started process yet when the process already acts (a hook call, an
+/// open), but its ancestors were placed long before.
+pub fn session_of_lineage(members: &SessionMembers, pid: u32) -> Option<Arc<Session>> {
+    let mut current = pid;
+    for _ in 0..16 {
+        if let Some(session) = members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&current)
+        {
+            return Some(session.clone());
+        }
+        current = parent_pid(current).filter(|p| *p > 1)?;
+    }
+    None
+}
+
 /// Every process in /proc, for the scan at start.
 #[cfg(target_os = "linux")]
 pub fn all_pids() -> Vec<u32> {
