@@ -1025,6 +1025,8 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
                 };
                 let action = if request.exec {
                     ActionType::ProcessExec
+                } else if crate::collect::file_guard::opening_for_write(request.pid) == Some(true) {
+                    ActionType::FileWrite
                 } else {
                     ActionType::FileRead
                 };
@@ -1049,6 +1051,10 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
                 let policy = daemon.current_policy();
                 let (mut event, verdict) = daemon.decide_one(&policy, event);
                 let allowed = verdict.decision != quint_policy::Decision::Deny;
+                // A refused write to what carries Quint's hooks or its own state is tampering.
+                if !allowed && verdict.rule_ids.iter().any(|r| r.starts_with("tamper.")) {
+                    event.action_type = ActionType::PolicyTamper;
+                }
                 if !allowed {
                     event
                         .labels

@@ -452,3 +452,61 @@ fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
     assert_eq!(alerts[0]["decision"], "alert");
     assert_eq!(alerts[0]["session_id"], "declared-session-7");
 }
+
+#[test]
+fn an_agent_cannot_modify_its_hook_settings_and_the_attempt_is_a_tamper_event() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let settings = env.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    let original = "{\"hooks\": {\"PreToolUse\": []}}\n";
+    std::fs::write(&settings, original).unwrap();
+    let _daemon = env.start_daemon();
+    if !connector_active(&env) {
+        return;
+    }
+    let claude = stand_in(&env, "claude");
+    let attempt = Command::new(&claude)
+        // A moment first: an agent edits its settings long after it started, and the collector
+        // must have placed it by then (docs/collectors.md, "How an open is answered").
+        .args([
+            "-c",
+            &format!("sleep 0.3; echo '{{}}' > {}; true", settings.display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&attempt.stderr);
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), original);
+    // Reading the file is fine.
+    let read = Command::new(&claude)
+        .args(["-c", &format!("cat {}; true", settings.display())])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout), original);
+
+    let mut tamper = Vec::new();
+    env.wait_for(Duration::from_secs(10), || {
+        tamper = env
+            .events(&[])
+            .into_iter()
+            .filter(|e| e["action_type"] == "policy.tamper")
+            .collect();
+        !tamper.is_empty()
+    });
+    let event = tamper.first().expect("a policy.tamper event");
+    assert_eq!(event["decision"], "deny");
+    assert_eq!(event["target"], settings.display().to_string());
+    assert_eq!(event["source"], "file");
+    // Outside any agent, the user edits their settings as always.
+    std::process::Command::new("/bin/bash")
+        .args(["-c", &format!("echo '{{}}' > {}", settings.display())])
+        .status()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{}\n");
+}

@@ -19,6 +19,40 @@ pub struct OpenRequest<'a> {
     pub exec: bool,
 }
 
+/// Whether a process blocked in an open (as it is while its permission event waits for us)
+/// opens for writing: fanotify does not say, but `/proc/<pid>/syscall` shows the open's flags
+/// (root may read it). `None` when the syscall is not one this knows (openat2 keeps its flags
+/// behind a pointer).
+pub fn opening_for_write(pid: u32) -> Option<bool> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    // "NR arg0 … arg5 sp pc": the number in decimal, the rest in hex.
+    let mut words = line.split_whitespace();
+    let number: u64 = words.next()?.parse().ok()?;
+    let fields: Vec<u64> = std::iter::once(number)
+        .chain(words.map(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).unwrap_or(0)))
+        .collect();
+    // (open, flags argument index), per architecture.
+    #[cfg(target_arch = "x86_64")]
+    let flags = match number {
+        2 => fields.get(2)?,     // open(path, flags, mode)
+        257 => fields.get(3)?,   // openat(dirfd, path, flags, mode)
+        85 => return Some(true), // creat
+        _ => return None,
+    };
+    #[cfg(target_arch = "aarch64")]
+    let flags = match number {
+        56 => fields.get(3)?, // openat(dirfd, path, flags, mode)
+        _ => return None,
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let flags: &u64 = {
+        let _ = number;
+        return None;
+    };
+    let flags = *flags as i32;
+    Some(flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0)
+}
+
 impl FileGuard {
     /// Needs CAP_SYS_ADMIN (root).
     pub fn open() -> io::Result<FileGuard> {
@@ -134,8 +168,9 @@ impl FileGuard {
     }
 }
 
-/// The credential directories of every home on this machine that exist: what the default
-/// pack's credential rules name, as directories fanotify can mark.
+/// The directories of every home on this machine that exist and that the default pack
+/// protects, as directories fanotify can mark: credential stores (reads), and the agents'
+/// settings that carry Quint's hooks (writes: tamper protection).
 pub fn credential_directories() -> Vec<std::path::PathBuf> {
     const RELATIVE: &[&str] = &[
         ".ssh",
@@ -145,6 +180,10 @@ pub fn credential_directories() -> Vec<std::path::PathBuf> {
         ".gnupg",
         ".config/gcloud",
         ".azure",
+        ".claude",
+        ".cursor",
+        ".codex",
+        ".gemini",
     ];
     let mut homes = vec![std::path::PathBuf::from("/root")];
     if let Ok(entries) = std::fs::read_dir("/home") {
