@@ -876,6 +876,17 @@ impl Daemon {
             .unwrap_or_else(|| session.id.clone())
     }
 
+    fn process_collector_off(&self, why: String) {
+        *self
+            .process_collector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
+            state: "off",
+            detail: why,
+            dropped: None,
+        };
+    }
+
     fn stopped_contains(&self, pid: u32) -> bool {
         self.stopped
             .lock()
@@ -1089,16 +1100,10 @@ fn start_process_collector(daemon: &Arc<Daemon>) {
     }
     // SAFETY: geteuid has no preconditions.
     if collectors.process == CollectorMode::Auto && unsafe { libc::geteuid() } != 0 {
-        *daemon
-            .process_collector
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
-            state: "off",
-            detail:
-                "quintd is not root; `collectors.process: on` runs the /proc-scan fallback anyway"
-                    .into(),
-            dropped: None,
-        };
+        daemon.process_collector_off(
+            "quintd is not root; `collectors.process: on` runs the /proc-scan fallback anyway"
+                .into(),
+        );
         return;
     }
     let signatures =
@@ -1106,14 +1111,7 @@ fn start_process_collector(daemon: &Arc<Daemon>) {
             Ok(signatures) => signatures,
             Err(e) => {
                 tracing::error!(error = %e, "agent signatures rejected; process collector off");
-                *daemon
-                    .process_collector
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
-                    state: "off",
-                    detail: format!("agent signatures rejected: {e}"),
-                    dropped: None,
-                };
+                daemon.process_collector_off(format!("agent signatures rejected: {e}"));
                 return;
             }
         };
@@ -1150,14 +1148,7 @@ fn start_process_collector(daemon: &Arc<Daemon>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "process collector could not start");
-            *daemon
-                .process_collector
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
-                state: "off",
-                detail: format!("could not start: {e}"),
-                dropped: None,
-            };
+            daemon.process_collector_off(format!("could not start: {e}"));
         }
     }
 }

@@ -70,6 +70,36 @@ fn target(event: &Value) -> &str {
     event["target"].as_str().unwrap_or_default()
 }
 
+/// A private quintd running the process collector with the proc connector, its turn held:
+/// `None` (the reason printed) where that cannot run.
+fn collector_running() -> Option<(
+    std::sync::MutexGuard<'static, ()>,
+    QuintEnv,
+    quint_e2e::Daemon,
+)> {
+    if !permitted() {
+        return None;
+    }
+    let turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let daemon = env.start_daemon();
+    connector_active(&env).then_some((turn, env, daemon))
+}
+
+/// The stand-in agent with the private installation's environment, as a real agent's hooks
+/// would find it.
+fn agent_with_quint_env(env: &QuintEnv, agent: &std::path::Path) -> Command {
+    let mut command = Command::new(agent);
+    for (key, value) in env.quintctl().get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    command
+}
+
 /// The collector is running with the proc connector, or the reason printed.
 fn connector_active(env: &QuintEnv) -> bool {
     let status = env.ctl(&["status", "--json"]);
@@ -99,17 +129,9 @@ fn run_agent(agent: &std::path::Path, script: &str) -> (u32, Duration) {
 
 #[test]
 fn an_agents_descendants_share_its_session_and_a_denied_exec_is_stopped() {
-    if !permitted() {
+    let Some((_turn, env, _daemon)) = collector_running() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
-    let _daemon = env.start_daemon();
-    if !connector_active(&env) {
-        return;
-    }
+    };
     let key = env.home.join(".ssh/id_rsa");
     let claude = stand_in(&env, "claude");
 
@@ -257,17 +279,9 @@ fn an_interpreter_launched_agent_is_recognised_by_its_entry_script() {
 
 #[test]
 fn an_agent_gets_eperm_on_a_credential_file_and_a_killed_quintd_leaves_nothing_stuck() {
-    if !permitted() {
+    let Some((_turn, env, daemon)) = collector_running() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
-    let daemon = env.start_daemon();
-    if !connector_active(&env) {
-        return;
-    }
+    };
     let key = env.home.join(".ssh/id_rsa");
     let claude = stand_in(&env, "claude");
     // The agent stays alive while cat runs, so cat is known as its child when it opens.
@@ -313,17 +327,9 @@ fn an_agent_gets_eperm_on_a_credential_file_and_a_killed_quintd_leaves_nothing_s
 
 #[test]
 fn a_hook_call_from_inside_an_agent_joins_its_declared_session_to_the_observed_one() {
-    if !permitted() {
+    let Some((_turn, env, _daemon)) = collector_running() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
-    let _daemon = env.start_daemon();
-    if !connector_active(&env) {
-        return;
-    }
+    };
     let claude = stand_in(&env, "claude");
     let input = env.dir.path().join("hook-input.json");
     std::fs::write(
@@ -342,12 +348,7 @@ fn a_hook_call_from_inside_an_agent_joins_its_declared_session_to_the_observed_o
         input.display()
     );
     // The agent runs with the private installation's environment, as a real one would.
-    let mut agent = Command::new(&claude);
-    for (key, value) in env.quintctl().get_envs() {
-        if let Some(value) = value {
-            agent.env(key, value);
-        }
-    }
+    let mut agent = agent_with_quint_env(&env, &claude);
     let mut child = agent.args(["-c", &script]).spawn().unwrap();
     let root = child.id();
     child.wait().unwrap();
@@ -374,17 +375,9 @@ fn a_hook_call_from_inside_an_agent_joins_its_declared_session_to_the_observed_o
 
 #[test]
 fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
-    if !permitted() {
+    let Some((_turn, env, _daemon)) = collector_running() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
-    let _daemon = env.start_daemon();
-    if !connector_active(&env) {
-        return;
-    }
+    };
     let ssh = env.home.join(".ssh");
     std::fs::write(ssh.join("known_hosts"), "github.com ssh-ed25519 AAAA\n").unwrap();
     std::fs::write(ssh.join("config"), "Host *\n").unwrap();
@@ -410,12 +403,7 @@ fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
         known = ssh.join("known_hosts").display(),
         config = ssh.join("config").display(),
     );
-    let mut agent = Command::new(&claude);
-    for (key, value) in env.quintctl().get_envs() {
-        if let Some(value) = value {
-            agent.env(key, value);
-        }
-    }
+    let mut agent = agent_with_quint_env(&env, &claude);
     let output = agent.args(["-c", &script]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("Host *"),

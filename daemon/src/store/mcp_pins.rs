@@ -104,6 +104,31 @@ fn state_of(pinned: Option<&str>, seen: &str) -> PinState {
     }
 }
 
+/// How many tools of the server this user has pinned or seen (0: never listed).
+fn known_tools(conn: &Connection, uid: u32, server: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM mcp_tools WHERE uid = ?1 AND server = ?2",
+        params![uid, server],
+        |row| row.get(0),
+    )
+}
+
+/// (pinned, seen) definition hashes of one tool, if it was ever listed.
+fn tool_hashes(
+    conn: &Connection,
+    uid: u32,
+    server: &str,
+    tool: &str,
+) -> rusqlite::Result<Option<(Option<String>, String)>> {
+    conn.query_row(
+        "SELECT pinned_sha256, seen_sha256 FROM mcp_tools
+         WHERE uid = ?1 AND server = ?2 AND tool = ?3",
+        params![uid, server, tool],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+}
+
 fn capped(text: &str) -> String {
     text.chars().take(MAX_DESCRIPTION_CHARS).collect()
 }
@@ -118,12 +143,7 @@ pub fn check_listing(
     complete: bool,
 ) -> rusqlite::Result<ListingReply> {
     let tx = conn.transaction()?;
-    let known: i64 = tx.query_row(
-        "SELECT count(*) FROM mcp_tools WHERE uid = ?1 AND server = ?2",
-        params![uid, server],
-        |row| row.get(0),
-    )?;
-    let first_listing = known == 0;
+    let first_listing = known_tools(&tx, uid, server)? == 0;
     let at = now();
     let mut reply = ListingReply {
         tools: Vec::with_capacity(tools.len()),
@@ -131,14 +151,7 @@ pub fn check_listing(
         removed: Vec::new(),
     };
     for tool in tools {
-        let existing: Option<(Option<String>, String)> = tx
-            .query_row(
-                "SELECT pinned_sha256, seen_sha256 FROM mcp_tools
-                 WHERE uid = ?1 AND server = ?2 AND tool = ?3",
-                params![uid, server, tool.name],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
+        let existing = tool_hashes(&tx, uid, server, &tool.name)?;
         let state = match &existing {
             None => {
                 let pinned = first_listing.then_some(tool.sha256.as_str());
@@ -211,15 +224,7 @@ pub fn tool_state(
     server: &str,
     tool: &str,
 ) -> rusqlite::Result<PinState> {
-    let row: Option<(Option<String>, String)> = conn
-        .query_row(
-            "SELECT pinned_sha256, seen_sha256 FROM mcp_tools
-             WHERE uid = ?1 AND server = ?2 AND tool = ?3",
-            params![uid, server, tool],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    Ok(match row {
+    Ok(match tool_hashes(conn, uid, server, tool)? {
         None => PinState::Unlisted,
         Some((pinned, seen)) => state_of(pinned.as_deref(), &seen),
     })
@@ -229,12 +234,7 @@ pub fn tool_state(
 /// the server was never seen for this user.
 pub fn approve(conn: &mut Connection, uid: u32, server: &str) -> rusqlite::Result<Option<usize>> {
     let tx = conn.transaction()?;
-    let known: i64 = tx.query_row(
-        "SELECT count(*) FROM mcp_tools WHERE uid = ?1 AND server = ?2",
-        params![uid, server],
-        |row| row.get(0),
-    )?;
-    if known == 0 {
+    if known_tools(&tx, uid, server)? == 0 {
         return Ok(None);
     }
     let moved = tx.execute(
