@@ -644,17 +644,23 @@ impl Refusal {
 
 /// Evaluates a `tools/call`: `Ok` to forward it, `Err` to answer it (or ask the user first).
 fn call_decision(shared: &Shared, peek: &Peek) -> Result<Pending, Refusal> {
-    let params: Value = peek
+    let mut params: Value = peek
         .params
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .unwrap_or(Value::Null);
-    let Some(tool) = params.get("name").and_then(Value::as_str) else {
+    let Some(tool) = params
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
         // The server will refuse it; nothing to evaluate.
         return Ok(Pending::Other);
     };
+    let tool = tool.as_str();
     let mut event = shared.base_event(Some(tool));
-    let arguments = match params.get("arguments") {
-        Some(Value::Object(arguments)) => Value::Object(arguments.clone()),
+    // Taken, not copied: the call's bytes go to the server as they came.
+    let arguments = match params.get_mut("arguments").map(Value::take) {
+        Some(arguments @ Value::Object(_)) => arguments,
         Some(other) => serde_json::json!({ "value": other }),
         None => serde_json::json!({}),
     };
