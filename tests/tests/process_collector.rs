@@ -396,8 +396,11 @@ fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
         ),
     )
     .unwrap();
+    // The agent's own shell opens the files (`read` redirections): a process placed long
+    // before, not a fresh `cat` the collector may not have placed yet on a busy machine
+    // (docs/collectors.md, "How an open is answered").
     let script = format!(
-        "{quintctl} hook claude-code < {input} > /dev/null; cat {known}; cat {config}; true",
+        "{quintctl} hook claude-code < {input} > /dev/null; read -r k < {known}; read -r c < {config}; echo \"$c\"",
         quintctl = quint_e2e::bin("quintctl").display(),
         input = input.display(),
         known = ssh.join("known_hosts").display(),
