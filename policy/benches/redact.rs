@@ -14,7 +14,7 @@ const CODE: &[&str] = &[
     include_str!("../src/rules/compile.rs"),
     include_str!("../src/rules/matchers.rs"),
     include_str!("../src/shape.rs"),
-    include_str!("../../daemon/src/server.rs"),
+    include_str!("../../daemon/src/server/mod.rs"),
     include_str!("../../docs/architecture.md"),
 ];
 

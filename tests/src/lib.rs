@@ -118,6 +118,11 @@ impl QuintEnv {
     }
 
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_with(&[])
+    }
+
+    /// quintd with extra environment variables.
+    pub fn start_daemon_with(&self, vars: &[(&str, &str)]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -125,6 +130,7 @@ impl QuintEnv {
             .unwrap();
         let mut command = Command::new(bin("quintd"));
         self.apply_env(&mut command);
+        command.envs(vars.iter().copied());
         let child = command
             .stdout(Stdio::null())
             .stderr(log)

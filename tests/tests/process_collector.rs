@@ -501,3 +501,264 @@ fn an_agent_cannot_modify_its_hook_settings_and_the_attempt_is_a_tamper_event() 
         .unwrap();
     assert_eq!(std::fs::read_to_string(&settings).unwrap(), "{}\n");
 }
+
+/// The file events (source `file`) of one agent session, by its root pid.
+fn file_events(env: &QuintEnv, root_pid: u32) -> Vec<Value> {
+    env.events(&[])
+        .into_iter()
+        .filter(|e| e["source"] == "file" && e["agent_pid"] == root_pid)
+        .collect()
+}
+
+#[test]
+fn an_agents_creates_writes_renames_and_deletes_are_recorded_in_its_session() {
+    let Some((_turn, env, _daemon)) = collector_running() else {
+        return;
+    };
+    let work = env.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("README"), "hello\n").unwrap();
+    let claude = stand_in(&env, "claude");
+    let mut agent = Command::new(&claude)
+        .args([
+            "-c",
+            "sleep 0.3; echo more >> README; echo draft > notes.txt; mv notes.txt final.txt; mkdir build; rm final.txt; true",
+        ])
+        .current_dir(&work)
+        .spawn()
+        .unwrap();
+    let pid = agent.id();
+    agent.wait().unwrap();
+    // The user doing the same outside any agent leaves no record.
+    Command::new("/bin/bash")
+        .args([
+            "-c",
+            "echo x > mine.txt; mv mine.txt mine2.txt; rm mine2.txt",
+        ])
+        .current_dir(&work)
+        .status()
+        .unwrap();
+    let path = |name: &str| work.join(name).display().to_string();
+    let has = |events: &[Value], action: &str, change: &str, name: &str| {
+        events.iter().any(|e| {
+            e["action_type"] == action && e["labels"]["change"] == change && target(e) == path(name)
+        })
+    };
+    let mut events = Vec::new();
+    env.wait_for(Duration::from_secs(15), || {
+        events = file_events(&env, pid);
+        has(&events, "file.delete", "deleted", "final.txt")
+    });
+    assert!(
+        has(&events, "file.write", "created", "notes.txt"),
+        "{events:#?}"
+    );
+    assert!(
+        has(&events, "file.write", "written", "README"),
+        "{events:#?}"
+    );
+    let renamed = events
+        .iter()
+        .find(|e| e["action_type"] == "file.rename")
+        .unwrap_or_else(|| panic!("a rename: {events:#?}"));
+    assert_eq!(target(renamed), path("final.txt"));
+    assert_eq!(renamed["labels"]["from"], path("notes.txt").as_str());
+    let build = events
+        .iter()
+        .find(|e| target(e) == path("build"))
+        .unwrap_or_else(|| panic!("the mkdir: {events:#?}"));
+    assert_eq!(build["labels"]["directory"], "true");
+    assert!(
+        has(&events, "file.delete", "deleted", "final.txt"),
+        "{events:#?}"
+    );
+    // Every change carries the session the agent's process events have.
+    let session = &session_events(&env, pid)[0]["session_id"];
+    assert!(
+        events.iter().all(|e| &e["session_id"] == session),
+        "{events:#?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let everything = env.events(&[]);
+    assert!(
+        !everything.iter().any(|e| target(e).contains("mine")),
+        "the user's own changes were recorded"
+    );
+}
+
+#[test]
+fn paths_a_local_rule_protects_are_guarded_at_any_depth_and_quints_own_files_are_refused() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let vault = env.home.join("vault/team/deep");
+    std::fs::create_dir_all(&vault).unwrap();
+    std::fs::write(vault.join("token"), "vault-token\n").unwrap();
+    std::fs::write(
+        env.policy_dir.join("vault.yaml"),
+        r#"rules:
+  - id: local.vault
+    description: The team vault is not for agents
+    match: {action: [file.read, file.write], path: "VAULT/**"}
+    verdict: deny
+    severity: high
+"#
+        .replace("VAULT", &env.home.join("vault").display().to_string()),
+    )
+    .unwrap();
+    let _daemon = env.start_daemon();
+    if !connector_active(&env) {
+        return;
+    }
+    let claude = stand_in(&env, "claude");
+    let token = vault.join("token");
+    let key = env.state_dir.join("redaction.key");
+    let snapshot = env.state_dir.join("policy-snapshot.json");
+    let planted = env.policy_dir.join("allow-all.yaml");
+    // The agent's own shell opens the files (builtins): a fresh `cat` can open before the
+    // collector has placed it (docs/collectors.md, "How an open is answered").
+    let attempt = agent_with_quint_env(&env, &claude)
+        .args([
+            "-c",
+            &format!(
+                "sleep 0.3; read -r line < {token}; echo \"$line\"; read -r line < {key}; echo rules: [] > {planted}; exec 3< {snapshot} && echo snapshot-read; true",
+                token = token.display(),
+                key = key.display(),
+                planted = planted.display(),
+                snapshot = snapshot.display(),
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&attempt.stdout);
+    let stderr = String::from_utf8_lossy(&attempt.stderr);
+    assert!(!stdout.contains("vault-token"), "{stdout}");
+    assert_eq!(
+        stderr.matches("Operation not permitted").count(),
+        3,
+        "{stderr}"
+    );
+    // The refused open had already created the file (fanotify holds opens, not creates); the
+    // empty file is removed again.
+    assert!(
+        env.wait_for(Duration::from_secs(5), || !planted.exists()),
+        "the agent planted a policy file"
+    );
+    // The snapshot hooks and the MCP gateway read is readable.
+    assert!(stdout.contains("snapshot-read"), "{stdout} {stderr}");
+    // Outside any agent the vault is the user's.
+    let user = Command::new("/bin/cat").arg(&token).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&user.stdout), "vault-token\n");
+
+    let mut refused = Vec::new();
+    env.wait_for(Duration::from_secs(10), || {
+        refused = env
+            .events(&[])
+            .into_iter()
+            .filter(|e| e["source"] == "file" && e["decision"] == "deny")
+            .collect();
+        refused.len() >= 3
+    });
+    let rule_of = |path: &std::path::Path| {
+        refused
+            .iter()
+            .find(|e| target(e) == path.display().to_string())
+            .map(|e| (e["action_type"].clone(), e["rule_ids"][0].clone()))
+    };
+    assert_eq!(
+        rule_of(&token),
+        Some(("file.read".into(), "local.vault".into()))
+    );
+    assert_eq!(
+        rule_of(&key),
+        Some(("policy.tamper".into(), "tamper.quint-state-access".into()))
+    );
+    assert_eq!(
+        rule_of(&planted),
+        Some(("policy.tamper".into(), "tamper.quint-files-write".into()))
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|e| target(e) == planted.display().to_string()
+                && e["labels"]["enforcement"] == "removed the empty file the refused open left"),
+        "{refused:#?}"
+    );
+}
+
+#[test]
+fn a_decision_past_the_deadline_lets_the_open_through_and_is_counted() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    let ssh = env.home.join(".ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(ssh.join("id_rsa"), "KEY\n").unwrap();
+    // Every decision takes longer than the guard waits.
+    let _daemon = env.start_daemon_with(&[("QUINTD_TEST_DECISION_DELAY_MS", "600")]);
+    if !connector_active(&env) {
+        return;
+    }
+    let claude = stand_in(&env, "claude");
+    let started = std::time::Instant::now();
+    let read = Command::new(&claude)
+        // The shell's own read: a `cat` naming the key would be stopped as an exec first.
+        .args([
+            "-c",
+            &format!(
+                "sleep 0.3; read -r l < {}; echo \"$l\"",
+                ssh.join("id_rsa").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "KEY\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the open was held too long"
+    );
+    let mut late = Value::Null;
+    env.wait_for(Duration::from_secs(10), || {
+        let status: Value = serde_json::from_slice(&env.ctl(&["status", "--json"]).stdout).unwrap();
+        late = status["daemon"]["collectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "file")
+            .unwrap()
+            .clone();
+        late["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("opens allowed because the decision was late"))
+    });
+    assert!(
+        late["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 opens allowed because the decision was late"),
+        "{late}"
+    );
+    // The decision, when it came, is on record with what happened.
+    let mut recorded = Vec::new();
+    env.wait_for(Duration::from_secs(10), || {
+        recorded = env
+            .events(&[])
+            .into_iter()
+            .filter(|e| e["source"] == "file" && target(e).ends_with("id_rsa"))
+            .collect();
+        !recorded.is_empty()
+    });
+    assert_eq!(
+        recorded[0]["labels"]["enforcement"],
+        "none: decided after the deadline, the open went ahead",
+        "{recorded:#?}"
+    );
+}

@@ -6,7 +6,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+
+use super::protected_paths::Mark;
 
 pub struct FileGuard {
     fd: OwnedFd,
@@ -72,16 +73,29 @@ impl FileGuard {
         })
     }
 
-    /// Holds opens of the directory's direct children (a directory mark covers no deeper).
-    pub fn protect_directory(&self, dir: &Path) -> io::Result<()> {
-        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+    /// Holds opens under `mark`: a directory's direct children (a directory mark covers no
+    /// deeper), or one file.
+    pub fn protect(&self, mark: &Mark) -> io::Result<()> {
+        let (path, flags, events) = match mark {
+            Mark::Directory(dir) => (
+                dir,
+                libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
+                libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM | libc::FAN_EVENT_ON_CHILD,
+            ),
+            Mark::File(file) => (
+                file,
+                libc::FAN_MARK_ADD,
+                libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM,
+            ),
+        };
+        let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: a valid fanotify fd and a NUL-terminated path.
         let marked = unsafe {
             libc::fanotify_mark(
                 self.fd.as_raw_fd(),
-                libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR,
-                libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM | libc::FAN_EVENT_ON_CHILD,
+                flags,
+                events,
                 libc::AT_FDCWD,
                 path.as_ptr(),
             )
@@ -166,37 +180,4 @@ impl FileGuard {
             }
         }
     }
-}
-
-/// The directories of every home on this machine that exist and that the default pack
-/// protects, as directories fanotify can mark: credential stores (reads), and the agents'
-/// settings that carry Quint's hooks (writes: tamper protection).
-pub fn credential_directories() -> Vec<std::path::PathBuf> {
-    const RELATIVE: &[&str] = &[
-        ".ssh",
-        ".aws",
-        ".kube",
-        ".docker",
-        ".gnupg",
-        ".config/gcloud",
-        ".azure",
-        ".claude",
-        ".cursor",
-        ".codex",
-        ".gemini",
-    ];
-    let mut homes = vec![std::path::PathBuf::from("/root")];
-    if let Ok(entries) = std::fs::read_dir("/home") {
-        homes.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        homes.push(home.into());
-    }
-    homes.sort();
-    homes.dedup();
-    homes
-        .iter()
-        .flat_map(|home| RELATIVE.iter().map(move |dir| home.join(dir)))
-        .filter(|dir| dir.is_dir())
-        .collect()
 }

@@ -122,6 +122,12 @@ pub struct Session {
     pub platform: String,
     pub name: String,
     pub root_pid: u32,
+    /// When the root process started (Unix ms; 0 when unknown).
+    pub started_ms: u64,
+    /// The root's working directory when it started: the tree whose changes are recorded.
+    pub workspace: Option<String>,
+    /// Who runs the agent.
+    pub uid: Option<u32>,
 }
 
 /// What an exec meant.
@@ -145,11 +151,16 @@ struct Tracked {
 /// for everyone else at once, so this lookup is all it does before answering them.
 pub type SessionMembers = Arc<RwLock<HashMap<u32, Arc<Session>>>>;
 
+/// How long an exited process still counts as a member of its session.
+const EXITED_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Processes and their sessions. Only processes seen (forked, exec'd or scanned) are known.
 pub struct SessionTable {
     signatures: Signatures,
     processes: HashMap<u32, Tracked>,
     members: SessionMembers,
+    /// Exited processes still in `members`, oldest first.
+    exited: std::collections::VecDeque<(std::time::Instant, u32)>,
     boot_ms: u64,
     ticks_per_second: u64,
 }
@@ -160,6 +171,7 @@ impl SessionTable {
             signatures,
             processes: HashMap::new(),
             members: SessionMembers::default(),
+            exited: Default::default(),
             boot_ms: boot_time_ms(),
             // SAFETY: sysconf has no preconditions.
             ticks_per_second: unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64,
@@ -196,12 +208,23 @@ impl SessionTable {
         );
     }
 
+    /// A process exited. It stays a member for a few seconds: file change notifications are
+    /// read after the fact, often after a short-lived `mv` or `mkdir` is gone. A new process
+    /// with the same pid comes through `fork`, which sets its membership anew.
     pub fn exit(&mut self, pid: u32) {
         self.processes.remove(&pid);
-        self.members
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&pid);
+        let now = std::time::Instant::now();
+        self.exited.push_back((now, pid));
+        let mut members = self.members.write().unwrap_or_else(|e| e.into_inner());
+        while let Some(&(at, gone)) = self.exited.front() {
+            if now.duration_since(at) < EXITED_KEPT {
+                break;
+            }
+            self.exited.pop_front();
+            if !self.processes.contains_key(&gone) {
+                members.remove(&gone);
+            }
+        }
     }
 
     /// An exec: the process may have become an agent, or be running something for one.
@@ -253,6 +276,9 @@ impl SessionTable {
             platform: agent.id.to_string(),
             name: agent.name.to_string(),
             root_pid: info.pid,
+            started_ms,
+            workspace: info.cwd.clone(),
+            uid: info.uid,
         });
         let inherit = agent.inherit;
         // An agent that does not own its children (an editor hosting an agent extension) is
@@ -359,7 +385,12 @@ mod tests {
         assert_eq!(table.exec(&gone), Observation::Exec(session.clone()));
         table.exit(301);
         assert_eq!(table.session_of(301), None);
-        assert_eq!(table.session_of(300), Some(session));
+        // Still a member for a while: its file changes are read after it is gone…
+        assert!(table.members().read().unwrap().contains_key(&301));
+        assert_eq!(table.session_of(300), Some(session.clone()));
+        // …until the pid is reused: the new process is judged on its own.
+        table.fork(100, 301);
+        assert!(!table.members().read().unwrap().contains_key(&301));
         // The user's own shell is not part of it.
         table.fork(100, 400);
         let cat = process(400, 100, "/usr/bin/cat", &["cat", "notes.txt"], 9);

@@ -12,19 +12,16 @@ impl Daemon {
             state: state.into(),
             detail: detail.into(),
         };
-        let process = self
-            .process_collector
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let dropped = process
-            .dropped
-            .as_ref()
-            .map(|d| d.load(Ordering::Relaxed))
-            .unwrap_or(0);
-        let process_detail = if dropped > 0 {
-            format!("{}; {dropped} event batch(es) dropped", process.detail)
-        } else {
-            process.detail.clone()
+        let show = |name: &str, state: &Mutex<CollectorState>| {
+            let state = state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut detail = state.detail.clone();
+            for (what, count) in &state.counters {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    detail.push_str(&format!("; {count} {what}"));
+                }
+            }
+            entry(name, state.state, &detail)
         };
         vec![
             entry("hooks", "active", "agent hooks answered over the socket"),
@@ -38,11 +35,9 @@ impl Daemon {
                 "active",
                 "every tools/call of servers run through `quintctl mcp wrap` is decided before it reaches the server",
             ),
-            entry("process", process.state, &process_detail),
-            {
-                let file = self.file_collector.lock().unwrap_or_else(|e| e.into_inner());
-                entry("file", file.0, &file.1)
-            },
+            show("process", &self.process_collector),
+            show("file", &self.file_collector),
+            show("file-changes", &self.file_changes),
         ]
     }
 
@@ -156,14 +151,16 @@ impl Daemon {
             .unwrap_or_else(|| session.id.clone())
     }
 
-    fn process_collector_off(&self, why: String) {
-        *self
-            .process_collector
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
-            state: "off",
-            detail: why,
-            dropped: None,
+    fn set_collector(
+        state: &Mutex<CollectorState>,
+        to: &'static str,
+        detail: String,
+        counters: Vec<(&'static str, Arc<AtomicU64>)>,
+    ) {
+        *state.lock().unwrap_or_else(|e| e.into_inner()) = CollectorState {
+            state: to,
+            detail,
+            counters,
         };
     }
 
@@ -184,6 +181,21 @@ impl Daemon {
         stopped.insert(pid);
     }
 
+    /// Changes in a new session's workspace are seen even on a filesystem no home is on.
+    #[cfg(target_os = "linux")]
+    fn watch_changes_in(&self, session: &crate::collect::process::Session) {
+        let events = self
+            .file_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let (Some(events), Some(workspace)) = (events, &session.workspace) {
+            if let Err(e) = events.watch_filesystem_of(Path::new(workspace)) {
+                tracing::debug!(workspace, error = %e, "cannot watch changes in this workspace");
+            }
+        }
+    }
+
     /// An exec the process collector saw in an agent session: decided by policy like any
     /// action; a denied program is stopped with SIGKILL at once, then the record is written.
     #[cfg(target_os = "linux")]
@@ -199,6 +211,9 @@ impl Daemon {
         } else {
             ActionType::ProcessExec
         };
+        if session_start {
+            self.watch_changes_in(&session);
+        }
         let session_id = self.session_id_for(&session);
         let mut event = Event::new(Source::Process, &session.platform, action, &session_id);
         if session_id != session.id {
@@ -252,50 +267,280 @@ impl Daemon {
     }
 }
 
-/// Holds opens of credential directories and refuses the ones policy denies to agent
-/// processes. Runs on its own thread: the kernel waits on every answer.
+/// How long an agent process's open may wait for policy. Past it the open is allowed and
+/// counted: a stuck decision never hangs the process, nor the opens queued behind it (the
+/// kernel hands the guard one event at a time).
+#[cfg(target_os = "linux")]
+const DECISION_DEADLINE: Duration = Duration::from_millis(250);
+/// Protected paths are marked again this often: a file replaced by rename loses its mark, and
+/// a directory created since (a first `aws configure`) has none yet.
+#[cfg(target_os = "linux")]
+const REMARK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A guarded open by an agent process, waiting for the decider thread.
+#[cfg(target_os = "linux")]
+struct OpenJob {
+    pid: u32,
+    path: String,
+    exec: bool,
+    session: Arc<crate::collect::process::Session>,
+    answer: std::sync::mpsc::SyncSender<bool>,
+}
+
+/// What Quint's own files allow an agent process, before policy (whose tamper rules name the
+/// installed paths, not this quintd's): hooks and the MCP gateway read the policy snapshot and
+/// the public keys, and hooks write sealed files to the spool; nothing else in the state dir is
+/// an agent's to read, and nothing of Quint's is its to change.
+#[cfg(target_os = "linux")]
+enum OwnFile {
+    NotOurs,
+    Allowed,
+    Refused(&'static str),
+}
+
+impl Daemon {
+    #[cfg(target_os = "linux")]
+    fn own_file(&self, path: &Path, write: bool) -> OwnFile {
+        let config = &self.config;
+        if path.starts_with(&config.policy_dir) {
+            return if write {
+                OwnFile::Refused("tamper.quint-files-write")
+            } else {
+                OwnFile::Allowed
+            };
+        }
+        if !path.starts_with(&config.state_dir) {
+            return OwnFile::NotOurs;
+        }
+        let readable = [
+            config.policy_snapshot_path(),
+            config.audit_public_key_path(),
+            config.spool_dir().join(crate::spool::SEAL_PUBLIC_FILE),
+        ];
+        if path.starts_with(config.spool_dir()) && write {
+            OwnFile::Allowed
+        } else if write {
+            OwnFile::Refused("tamper.quint-files-write")
+        } else if path.is_dir() || readable.iter().any(|r| r == path) {
+            OwnFile::Allowed
+        } else {
+            OwnFile::Refused("tamper.quint-state-access")
+        }
+    }
+
+    /// Directories and files the guard holds opens under: what policy protects (deny and ask
+    /// rules' paths) and Quint's own directories. Returns how many marks are in place.
+    #[cfg(target_os = "linux")]
+    fn mark_protected_paths(&self, guard: &crate::collect::file_guard::FileGuard) -> usize {
+        use crate::collect::protected_paths::{homes, marks_for, Mark};
+        let patterns =
+            quint_policy::rules::protected::protected_path_patterns(&self.current_policy().sources)
+                .unwrap_or_default();
+        let mut marks = marks_for(&patterns, &homes());
+        let own = [
+            self.config.state_dir.clone(),
+            self.config.spool_dir(),
+            self.config.policy_dir.clone(),
+        ];
+        marks.extend(own.into_iter().filter(|d| d.is_dir()).map(Mark::Directory));
+        let mut marked = 0;
+        for mark in &marks {
+            match guard.protect(mark) {
+                Ok(()) => marked += 1,
+                Err(e) => tracing::debug!(?mark, error = %e, "cannot mark a protected path"),
+            }
+        }
+        marked
+    }
+
+    /// Decides one guarded open: the events to record and whether the open may proceed.
+    #[cfg(target_os = "linux")]
+    fn decide_open(&self, job: &OpenJob) -> (Vec<Event>, bool) {
+        let session = &job.session;
+        let write =
+            !job.exec && crate::collect::file_guard::opening_for_write(job.pid) == Some(true);
+        let action = if job.exec {
+            ActionType::ProcessExec
+        } else if write {
+            ActionType::FileWrite
+        } else {
+            ActionType::FileRead
+        };
+        let session_id = self.session_id_for(session);
+        let mut event = Event::new(Source::File, &session.platform, action, &session_id);
+        event.agent_pid = Some(session.root_pid);
+        event.target = Some(job.path.clone());
+        let labels = &mut event.labels;
+        labels.insert("pid".into(), job.pid.to_string());
+        if session_id != session.id {
+            labels.insert("observed_session".into(), session.id.clone());
+        }
+        if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", job.pid)) {
+            labels.insert("exe".into(), exe.display().to_string());
+        }
+        let owner = std::fs::metadata(format!("/proc/{}", job.pid))
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .ok();
+        if let Some(home) = owner.and_then(home_of) {
+            labels.insert("home".into(), home);
+        }
+        let (mut event, allowed, tamper) = match self.own_file(Path::new(&job.path), write) {
+            OwnFile::Allowed => return (Vec::new(), true),
+            OwnFile::Refused(rule) => {
+                event.decision = quint_policy::Decision::Deny;
+                event.rule_ids = vec![rule.into()];
+                event.risk_score = 90;
+                crate::redaction::prepare_for_storage(&self.redactor, &mut event);
+                tracing::info!(event_id = %event.event_id, rule, path = %job.path, "agent process refused Quint's own file");
+                (event, false, true)
+            }
+            OwnFile::NotOurs => {
+                let policy = self.current_policy();
+                let (event, verdict) = self.decide_one(&policy, event);
+                let allowed = verdict.decision != quint_policy::Decision::Deny;
+                let tamper = verdict.rule_ids.iter().any(|r| r.starts_with("tamper."));
+                (event, allowed, tamper)
+            }
+        };
+        // A refused open of what carries Quint's hooks or its own state is tampering.
+        if !allowed && tamper {
+            event.action_type = ActionType::PolicyTamper;
+        }
+        if !allowed {
+            event
+                .labels
+                .insert("enforcement".into(), "open refused (EPERM)".into());
+        }
+        let divergence = self.divergence(session, &job.path);
+        (std::iter::once(event).chain(divergence).collect(), allowed)
+    }
+}
+
+impl Daemon {
+    /// An agent's open that creates a file is refused only after the kernel made the file:
+    /// in Quint's own directories that empty file (a policy file, say) is removed again.
+    #[cfg(target_os = "linux")]
+    fn undo_planted_file(
+        &self,
+        session: &crate::collect::process::Session,
+        change: &crate::collect::file_events::FileChange,
+    ) -> Option<Event> {
+        use crate::collect::file_events::Change;
+        let path = Path::new(&change.path);
+        if change.change != Change::Created || change.directory {
+            return None;
+        }
+        let OwnFile::Refused(rule) = self.own_file(path, true) else {
+            return None;
+        };
+        let empty = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+        let outcome = if !empty {
+            "left in place: not empty".to_string()
+        } else {
+            match std::fs::remove_file(path) {
+                Ok(()) => "removed the empty file the refused open left".to_string(),
+                Err(e) => format!("not removed: {e}"),
+            }
+        };
+        let session_id = self.session_id_for(session);
+        let mut event = Event::new(
+            Source::File,
+            &session.platform,
+            ActionType::PolicyTamper,
+            &session_id,
+        );
+        event.agent_pid = Some(session.root_pid);
+        event.target = Some(change.path.clone());
+        event.decision = quint_policy::Decision::Deny;
+        event.rule_ids = vec![rule.into()];
+        event.risk_score = 90;
+        event.labels.insert("pid".into(), change.pid.to_string());
+        event.labels.insert("change".into(), "created".into());
+        event.labels.insert("enforcement".into(), outcome);
+        crate::redaction::prepare_for_storage(&self.redactor, &mut event);
+        Some(event)
+    }
+}
+
+/// Holds opens of protected paths and refuses the ones policy denies to agent processes. The
+/// guard thread answers everyone else at once; agent processes' opens go to a decider thread
+/// and wait for it at most `DECISION_DEADLINE`.
 #[cfg(target_os = "linux")]
 fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::SessionMembers) {
-    use crate::collect::file_guard::{credential_directories, FileGuard};
-    let set_state = |state: &'static str, detail: String| {
-        *daemon
-            .file_collector
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = (state, detail);
-    };
+    use crate::collect::file_guard::FileGuard;
     let guard = match FileGuard::open() {
-        Ok(guard) => guard,
+        Ok(guard) => Arc::new(guard),
         Err(e) => {
-            set_state("off", format!("fanotify needs root (CAP_SYS_ADMIN): {e}"));
+            Daemon::set_collector(
+                &daemon.file_collector,
+                "off",
+                format!("fanotify needs root (CAP_SYS_ADMIN): {e}"),
+                Vec::new(),
+            );
             return;
         }
     };
-    let mut marked = Vec::new();
-    for dir in credential_directories() {
-        match guard.protect_directory(&dir) {
-            Ok(()) => marked.push(dir.display().to_string()),
-            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot protect directory"),
-        }
-    }
-    set_state(
+    let marked = daemon.mark_protected_paths(&guard);
+    let late = Arc::new(AtomicU64::new(0));
+    let unrecorded = Arc::new(AtomicU64::new(0));
+    Daemon::set_collector(
+        &daemon.file_collector,
         "active",
         format!(
-            "fanotify permission events on {} credential directories; agent processes' opens decided by policy",
-            marked.len()
+            "fanotify permission events on {marked} protected paths (policy's deny and ask paths, Quint's own directories); agent processes' opens decided by policy"
         ),
+        vec![
+            ("opens allowed because the decision was late", late.clone()),
+            ("guarded opens not recorded (recorder behind)", unrecorded.clone()),
+        ],
     );
-    tracing::info!(directories = ?marked, "file guard active");
-    let (sender, mut receiver) = mpsc::channel::<Event>(4096);
-    let recorder = daemon.clone();
-    tokio::spawn(async move {
-        let mut batch = Vec::new();
-        while receiver.recv_many(&mut batch, 512).await > 0 {
-            if let Err(e) = recorder.record(std::mem::take(&mut batch)).await {
-                tracing::error!(error = %e, "cannot record guarded opens");
+    tracing::info!(marks = marked, "file guard active");
+    let sender = spawn_recorder(daemon, "guarded opens");
+
+    let (jobs, queue) = std::sync::mpsc::sync_channel::<OpenJob>(64);
+    // Lets the tests make decisions late on purpose.
+    let test_delay = std::env::var("QUINTD_TEST_DECISION_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    let decider = daemon.clone();
+    let decider_unrecorded = unrecorded.clone();
+    let spawned = std::thread::Builder::new()
+        .name("quintd-file-decide".into())
+        .spawn(move || {
+            for job in queue {
+                if let Some(delay) = test_delay {
+                    std::thread::sleep(delay);
+                }
+                let (mut events, allowed) = decider.decide_open(&job);
+                if job.answer.send(allowed).is_err() {
+                    if let Some(event) = events.first_mut() {
+                        event.labels.insert(
+                            "enforcement".into(),
+                            "none: decided after the deadline, the open went ahead".into(),
+                        );
+                    }
+                }
+                for event in events {
+                    if sender.try_send(event).is_err() {
+                        decider_unrecorded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
-        }
-    });
-    let daemon = daemon.clone();
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "file guard could not start its decider");
+        return;
+    }
+
+    let remarker = (daemon.clone(), guard.clone());
+    let _ = std::thread::Builder::new()
+        .name("quintd-file-marks".into())
+        .spawn(move || loop {
+            std::thread::sleep(REMARK_INTERVAL);
+            remarker.0.mark_protected_paths(&remarker.1);
+        });
+
     let spawned = std::thread::Builder::new()
         .name("quintd-file-guard".into())
         .spawn(move || {
@@ -314,56 +559,200 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
                 let Some(session) = session_of(request.pid) else {
                     return true;
                 };
-                let action = if request.exec {
-                    ActionType::ProcessExec
-                } else if crate::collect::file_guard::opening_for_write(request.pid) == Some(true) {
-                    ActionType::FileWrite
-                } else {
-                    ActionType::FileRead
+                let (answer, answered) = std::sync::mpsc::sync_channel(1);
+                let job = OpenJob {
+                    pid: request.pid,
+                    path: request.path.to_string(),
+                    exec: request.exec,
+                    session,
+                    answer,
                 };
-                let session_id = daemon.session_id_for(&session);
-                let mut event = Event::new(Source::File, &session.platform, action, &session_id);
-                event.agent_pid = Some(session.root_pid);
-                event.target = Some(request.path.to_string());
-                let labels = &mut event.labels;
-                labels.insert("pid".into(), request.pid.to_string());
-                if session_id != session.id {
-                    labels.insert("observed_session".into(), session.id.clone());
+                if jobs.try_send(job).is_err() {
+                    late.fetch_add(1, Ordering::Relaxed);
+                    return true;
                 }
-                if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", request.pid)) {
-                    labels.insert("exe".into(), exe.display().to_string());
-                }
-                let owner = std::fs::metadata(format!("/proc/{}", request.pid))
-                    .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-                    .ok();
-                if let Some(home) = owner.and_then(home_of) {
-                    labels.insert("home".into(), home);
-                }
-                let policy = daemon.current_policy();
-                let (mut event, verdict) = daemon.decide_one(&policy, event);
-                let allowed = verdict.decision != quint_policy::Decision::Deny;
-                // A refused write to what carries Quint's hooks or its own state is tampering.
-                if !allowed && verdict.rule_ids.iter().any(|r| r.starts_with("tamper.")) {
-                    event.action_type = ActionType::PolicyTamper;
-                }
-                if !allowed {
-                    event
-                        .labels
-                        .insert("enforcement".into(), "open refused (EPERM)".into());
-                }
-                let divergence = daemon.divergence(&session, request.path);
-                // Never wait here: every open under the marks waits on this thread.
-                for event in std::iter::once(event).chain(divergence) {
-                    if sender.try_send(event).is_err() {
-                        tracing::warn!("a guarded open could not be recorded (recorder behind)");
-                    }
-                }
-                allowed
+                answered
+                    .recv_timeout(DECISION_DEADLINE)
+                    .unwrap_or_else(|_| {
+                        late.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            pid = request.pid,
+                            path = request.path,
+                            "open allowed: no decision within the deadline"
+                        );
+                        true
+                    })
             });
             tracing::error!(%error, "file guard stopped");
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "file guard could not start");
+    }
+}
+
+/// A task that records what a collector thread hands it, many events per write; the thread
+/// never waits on it (`try_send`).
+fn spawn_recorder(daemon: &Arc<Daemon>, what: &'static str) -> mpsc::Sender<Event> {
+    let (sender, mut receiver) = mpsc::channel::<Event>(4096);
+    let recorder = daemon.clone();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while receiver.recv_many(&mut batch, 512).await > 0 {
+            if let Err(e) = recorder.record(std::mem::take(&mut batch)).await {
+                tracing::error!(error = %e, what, "cannot record collector events");
+            }
+        }
+    });
+    sender
+}
+
+/// Noise under a home: caches and package stores that agents' tools churn through.
+#[cfg(target_os = "linux")]
+const CHANGE_NOISE: &[&str] = &[
+    "/.cache/",
+    "/.npm/",
+    "/.cargo/registry/",
+    "/.rustup/",
+    "/node_modules/",
+    "/.git/objects/",
+    "/__pycache__/",
+    "/.local/share/pnpm/",
+    "/go/pkg/mod/",
+];
+
+/// Creates, deletes, renames and writes by agent processes in their workspace and their home,
+/// recorded after the fact (a notification cannot be refused; a rule that would deny makes it
+/// an alert).
+#[cfg(target_os = "linux")]
+fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::SessionMembers) {
+    use crate::collect::file_events::{Change, FileEvents};
+    let events = match FileEvents::open() {
+        Ok(events) => Arc::new(events),
+        Err(e) => {
+            Daemon::set_collector(
+                &daemon.file_changes,
+                "off",
+                format!("fanotify with file handles needs root (CAP_SYS_ADMIN): {e}"),
+                Vec::new(),
+            );
+            return;
+        }
+    };
+    let mut watched_roots = crate::collect::protected_paths::homes();
+    watched_roots.push(daemon.config.policy_dir.clone());
+    watched_roots.push(daemon.config.state_dir.clone());
+    let mut filesystems = 0;
+    for home in &watched_roots {
+        match events.watch_filesystem_of(home) {
+            Ok(true) => filesystems += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(home = %home.display(), error = %e, "cannot watch changes on this filesystem")
+            }
+        }
+    }
+    let unrecorded = Arc::new(AtomicU64::new(0));
+    Daemon::set_collector(
+        &daemon.file_changes,
+        "active",
+        format!(
+            "fanotify change events on {filesystems} filesystem(s) and each agent workspace's: creates, deletes, renames, writes by agent processes in their workspace and home"
+        ),
+        vec![
+            ("change events the kernel dropped (queue full)", events.overflows.clone()),
+            ("changes not recorded (recorder behind)", unrecorded.clone()),
+        ],
+    );
+    *daemon.file_events.lock().unwrap_or_else(|e| e.into_inner()) = Some(events.clone());
+    let sender = spawn_recorder(daemon, "file changes");
+    let daemon = daemon.clone();
+    let spawned = std::thread::Builder::new()
+        .name("quintd-file-changes".into())
+        .spawn(move || {
+            let session_of = |pid: u32| {
+                members
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&pid)
+                    .cloned()
+            };
+            let error = events.serve(
+                |pid| session_of(pid).is_some(),
+                |change| {
+                    let Some(session) = session_of(change.pid) else {
+                        return;
+                    };
+                    if let Some(event) = daemon.undo_planted_file(&session, &change) {
+                        if sender.try_send(event).is_err() {
+                            unrecorded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                    let home = session.uid.and_then(home_of);
+                    let inside = |root: &Option<String>| {
+                        root.as_deref().is_some_and(|root| {
+                            Path::new(&change.path).starts_with(root)
+                                || change
+                                    .from
+                                    .as_deref()
+                                    .is_some_and(|f| Path::new(f).starts_with(root))
+                        })
+                    };
+                    if !(inside(&session.workspace) || inside(&home))
+                        || CHANGE_NOISE.iter().any(|noise| change.path.contains(noise))
+                    {
+                        return;
+                    }
+                    let action = match change.change {
+                        Change::Created | Change::Written => ActionType::FileWrite,
+                        Change::Deleted => ActionType::FileDelete,
+                        Change::Renamed => ActionType::FileRename,
+                    };
+                    let session_id = daemon.session_id_for(&session);
+                    let mut event =
+                        Event::new(Source::File, &session.platform, action, &session_id);
+                    event.agent_pid = Some(session.root_pid);
+                    event.target = Some(change.path.clone());
+                    let labels = &mut event.labels;
+                    labels.insert("pid".into(), change.pid.to_string());
+                    labels.insert(
+                        "change".into(),
+                        format!("{:?}", change.change).to_lowercase(),
+                    );
+                    if let Some(from) = &change.from {
+                        labels.insert("from".into(), from.clone());
+                    }
+                    if change.directory {
+                        labels.insert("directory".into(), "true".into());
+                    }
+                    if session_id != session.id {
+                        labels.insert("observed_session".into(), session.id.clone());
+                    }
+                    if let Some(home) = home {
+                        labels.insert("home".into(), home);
+                    }
+                    let policy = daemon.current_policy();
+                    let (mut event, verdict) = daemon.decide_one(&policy, event);
+                    if verdict.decision >= quint_policy::Decision::Ask {
+                        // Already done: what policy would have refused is an alert.
+                        event.labels.insert(
+                            "enforcement".into(),
+                            format!(
+                                "none: seen after it happened (policy says {})",
+                                verdict.decision
+                            ),
+                        );
+                        event.decision = quint_policy::Decision::Alert;
+                    }
+                    if sender.try_send(event).is_err() {
+                        unrecorded.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            );
+            tracing::error!(%error, "file change events stopped");
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "file change events could not start");
     }
 }
 
@@ -380,9 +769,12 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
     }
     // SAFETY: geteuid has no preconditions.
     if collectors.process == CollectorMode::Auto && unsafe { libc::geteuid() } != 0 {
-        daemon.process_collector_off(
+        Daemon::set_collector(
+            &daemon.process_collector,
+            "off",
             "quintd is not root; `collectors.process: on` runs the /proc-scan fallback anyway"
                 .into(),
+            Vec::new(),
         );
         return;
     }
@@ -391,7 +783,12 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
             Ok(signatures) => signatures,
             Err(e) => {
                 tracing::error!(error = %e, "agent signatures rejected; process collector off");
-                daemon.process_collector_off(format!("agent signatures rejected: {e}"));
+                Daemon::set_collector(
+                    &daemon.process_collector,
+                    "off",
+                    format!("agent signatures rejected: {e}"),
+                    Vec::new(),
+                );
                 return;
             }
         };
@@ -399,17 +796,16 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
     match crate::collect::process_watch::spawn(signatures, sender) {
         Ok(running) => {
             tracing::info!(state = running.state, detail = %running.detail, "process collector started");
-            *daemon
-                .process_collector
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = ProcessCollectorState {
-                state: running.state,
-                detail: running.detail,
-                dropped: Some(running.dropped),
-            };
+            Daemon::set_collector(
+                &daemon.process_collector,
+                running.state,
+                running.detail,
+                vec![("event batch(es) dropped", running.dropped)],
+            );
             *daemon.members.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(running.members.clone());
             start_file_guard(daemon, running.members.clone());
+            start_file_changes(daemon, running.members.clone());
             let daemon = daemon.clone();
             // Each exec is decided (and a denied one stopped) as soon as it arrives; the records
             // of everything that queued meanwhile go to disk in one write.
@@ -428,7 +824,12 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "process collector could not start");
-            daemon.process_collector_off(format!("could not start: {e}"));
+            Daemon::set_collector(
+                &daemon.process_collector,
+                "off",
+                format!("could not start: {e}"),
+                Vec::new(),
+            );
         }
     }
 }

@@ -71,12 +71,15 @@ pub struct Daemon {
     redactor: quint_policy::redact::Redactor,
     /// Opens the spool files hooks sealed while quintd was down.
     spool_key: crypto_box::SecretKey,
-    /// The process collector's state for `quintctl status`: (state, detail, dropped count).
-    process_collector: Mutex<ProcessCollectorState>,
+    /// The OS collectors' states for `quintctl status`.
+    process_collector: Mutex<CollectorState>,
+    file_collector: Mutex<CollectorState>,
+    file_changes: Mutex<CollectorState>,
+    /// Marks new filesystems for change events as agent sessions start in them.
+    #[cfg(target_os = "linux")]
+    file_events: Mutex<Option<Arc<crate::collect::file_events::FileEvents>>>,
     /// Processes the collector stopped (SIGKILL), whose children are stopped too.
     stopped: Mutex<std::collections::HashSet<u32>>,
-    /// The file guard's (state, detail) for `quintctl status`.
-    file_collector: Mutex<(&'static str, String)>,
     /// Which process is in which observed agent session (set when the collector runs).
     members: Mutex<Option<crate::collect::process::SessionMembers>>,
     /// Observed session id → the session id the agent declared in its hooks: once a hook call
@@ -94,10 +97,22 @@ const DECLARED_KEPT: usize = 64;
 /// The rule id of a divergence alert.
 pub const DIVERGENCE_RULE: &str = "quint.divergence";
 
-struct ProcessCollectorState {
+/// One collector as `quintctl status` shows it: its counters are appended to the detail
+/// when not zero.
+struct CollectorState {
     state: &'static str,
     detail: String,
-    dropped: Option<Arc<AtomicU64>>,
+    counters: Vec<(&'static str, Arc<AtomicU64>)>,
+}
+
+impl CollectorState {
+    fn off(why: impl Into<String>) -> Mutex<CollectorState> {
+        Mutex::new(CollectorState {
+            state: "off",
+            detail: why.into(),
+            counters: Vec::new(),
+        })
+    }
 }
 
 impl Daemon {
@@ -175,13 +190,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         own_uid: unsafe { libc::geteuid() },
         redactor,
         spool_key,
-        process_collector: Mutex::new(ProcessCollectorState {
-            state: "off",
-            detail: "collectors.process is off in the config".into(),
-            dropped: None,
-        }),
+        process_collector: CollectorState::off("collectors.process is off in the config"),
+        file_collector: CollectorState::off("starts with the process collector"),
+        file_changes: CollectorState::off("starts with the process collector"),
+        #[cfg(target_os = "linux")]
+        file_events: Mutex::new(None),
         stopped: Mutex::new(std::collections::HashSet::new()),
-        file_collector: Mutex::new(("off", "starts with the process collector".into())),
         members: Mutex::new(None),
         joins: Mutex::new(HashMap::new()),
         declared: Mutex::new(HashMap::new()),

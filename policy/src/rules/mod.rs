@@ -4,5 +4,6 @@
 pub mod compile;
 pub mod facts;
 pub mod matchers;
+pub mod protected;
 pub mod spec;
 pub mod testing;

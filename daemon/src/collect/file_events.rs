@@ -1,0 +1,279 @@
+//! What processes did to files after the fact: fanotify notification events (creates, deletes,
+//! renames, writes closed) over whole filesystems, each with the directory's handle and the
+//! entry's name (`FAN_REPORT_DFID_NAME`) and the pid that caused it. A filesystem mark sees a
+//! whole tree with one mark, at the cost of hearing about every process; the caller's
+//! `watched(pid)` drops the rest before any path is looked up.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// What happened to a file or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Deleted,
+    /// Closed after being opened for writing.
+    Written,
+    Renamed,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    pub pid: u32,
+    pub change: Change,
+    /// Where the entry is now (for a delete: where it was).
+    pub path: String,
+    /// A rename's old path.
+    pub from: Option<String>,
+    pub directory: bool,
+}
+
+pub struct FileEvents {
+    fd: OwnedFd,
+    /// An fd on each marked filesystem, by fsid: `open_by_handle_at` needs one to resolve the
+    /// directory handles events carry.
+    filesystems: std::sync::RwLock<HashMap<[i32; 2], OwnedFd>>,
+    /// Events the kernel dropped because its queue was full.
+    pub overflows: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// How long a batch of events waits before its pids are looked up.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+const MASK: u64 = libc::FAN_CREATE
+    | libc::FAN_DELETE
+    | libc::FAN_RENAME
+    | libc::FAN_CLOSE_WRITE
+    | libc::FAN_ONDIR;
+
+impl FileEvents {
+    /// Needs CAP_SYS_ADMIN (root), and CAP_DAC_READ_SEARCH to resolve handles.
+    pub fn open() -> io::Result<FileEvents> {
+        // SAFETY: fanotify_init with constant flags; the fd is owned right away.
+        let fd = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_REPORT_DFID_NAME,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(FileEvents {
+            // SAFETY: fd is fresh and owned by nothing else.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            filesystems: Default::default(),
+            overflows: Default::default(),
+        })
+    }
+
+    /// Watches the whole filesystem `path` is on (once per filesystem). Returns false when
+    /// that filesystem was already watched.
+    pub fn watch_filesystem_of(&self, path: &Path) -> io::Result<bool> {
+        let fsid = fsid_of(path)?;
+        let mut filesystems = self.filesystems.write().unwrap_or_else(|e| e.into_inner());
+        if filesystems.contains_key(&fsid) {
+            return Ok(false);
+        }
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a valid fanotify fd and a NUL-terminated path.
+        let marked = unsafe {
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                MASK,
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+            )
+        };
+        if marked < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let handle = std::fs::File::open(path)?;
+        filesystems.insert(fsid, handle.into());
+        Ok(true)
+    }
+
+    /// Reads events for ever; `watched(pid)` false drops an event before its path is looked
+    /// up. Returns only when reading fails.
+    pub fn serve(
+        &self,
+        watched: impl Fn(u32) -> bool,
+        mut each: impl FnMut(FileChange),
+    ) -> io::Error {
+        let mut buffer = vec![0u8; 256 * 1024];
+        let header = std::mem::size_of::<libc::fanotify_event_metadata>();
+        loop {
+            // SAFETY: reading into a buffer we own, of the length given.
+            let read = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr() as *mut libc::c_void,
+                    buffer.len(),
+                )
+            };
+            if read < 0 {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return error;
+            }
+            // The process collector places a new process when it reads the fork, on another
+            // thread: a quick `mv` can reach us first. Letting the batch settle costs latency
+            // only (the kernel keeps queueing meanwhile).
+            std::thread::sleep(SETTLE);
+            let mut offset = 0;
+            let read = read as usize;
+            while offset + header <= read {
+                // SAFETY: the kernel wrote whole records; read_unaligned copes with alignment.
+                let event: libc::fanotify_event_metadata = unsafe {
+                    std::ptr::read_unaligned(
+                        buffer[offset..].as_ptr() as *const libc::fanotify_event_metadata
+                    )
+                };
+                let length = event.event_len as usize;
+                if length < header || offset + length > read {
+                    break;
+                }
+                let record = &buffer[offset + header..offset + length];
+                offset += length;
+                if event.mask & libc::FAN_Q_OVERFLOW != 0 {
+                    self.overflows
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!("the kernel dropped file events: its queue was full");
+                    continue;
+                }
+                let pid = event.pid as u32;
+                if !watched(pid) {
+                    continue;
+                }
+                if let Some(change) = self.parse(pid, event.mask, record) {
+                    each(change);
+                }
+            }
+        }
+    }
+
+    fn parse(&self, pid: u32, mask: u64, mut infos: &[u8]) -> Option<FileChange> {
+        let change = if mask & libc::FAN_RENAME != 0 {
+            Change::Renamed
+        } else if mask & libc::FAN_CREATE != 0 {
+            Change::Created
+        } else if mask & libc::FAN_DELETE != 0 {
+            Change::Deleted
+        } else if mask & libc::FAN_CLOSE_WRITE != 0 {
+            Change::Written
+        } else {
+            return None;
+        };
+        let (mut path, mut from) = (None, None);
+        // Info records: header (type, pad, len), fsid, file_handle, then the name.
+        while infos.len() >= 4 {
+            let kind = infos[0];
+            let length = u16::from_ne_bytes([infos[2], infos[3]]) as usize;
+            if length < 4 || length > infos.len() {
+                break;
+            }
+            let record = &infos[..length];
+            infos = &infos[length..];
+            let resolved = self.resolve(record);
+            match kind {
+                libc::FAN_EVENT_INFO_TYPE_DFID_NAME | libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME => {
+                    path = resolved
+                }
+                libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME => from = resolved,
+                _ => {}
+            }
+        }
+        Some(FileChange {
+            pid,
+            change,
+            path: path.or_else(|| from.clone())?,
+            from: if change == Change::Renamed {
+                from
+            } else {
+                None
+            },
+            directory: mask & libc::FAN_ONDIR != 0,
+        })
+    }
+
+    /// A DFID_NAME record as a path: the directory from its handle, then the name. A directory
+    /// gone by now (a tree removed at once) leaves `…/name`.
+    fn resolve(&self, record: &[u8]) -> Option<String> {
+        const FSID_AT: usize = 4;
+        const HANDLE_AT: usize = 12;
+        if record.len() < HANDLE_AT + 8 {
+            return None;
+        }
+        let word = |at: usize| i32::from_ne_bytes(record[at..at + 4].try_into().unwrap());
+        let fsid = [word(FSID_AT), word(FSID_AT + 4)];
+        let handle_bytes = u32::from_ne_bytes(record[HANDLE_AT..HANDLE_AT + 4].try_into().ok()?);
+        let name_at = HANDLE_AT + 8 + handle_bytes as usize;
+        if name_at > record.len() {
+            return None;
+        }
+        let name_bytes = &record[name_at..];
+        let name_end = name_bytes
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(name_bytes.len());
+        let name = String::from_utf8_lossy(&name_bytes[..name_end]);
+        let directory = self
+            .filesystems
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fsid)
+            .and_then(|mount| open_directory(mount, &record[HANDLE_AT..name_at]))
+            .unwrap_or_else(|| "…".to_string());
+        Some(if name.is_empty() || name == "." {
+            directory
+        } else if directory.ends_with('/') {
+            format!("{directory}{name}")
+        } else {
+            format!("{directory}/{name}")
+        })
+    }
+}
+
+/// A `struct file_handle` (as the kernel wrote it) opened and named through /proc/self/fd.
+fn open_directory(mount: &OwnedFd, handle: &[u8]) -> Option<String> {
+    // file_handle wants 4-byte alignment: copy into u32 words.
+    let mut words = vec![0u32; handle.len().div_ceil(4)];
+    // SAFETY: words holds at least handle.len() bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(handle.as_ptr(), words.as_mut_ptr() as *mut u8, handle.len());
+    }
+    // SAFETY: a file_handle laid out by the kernel, in a buffer of its full length.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount.as_raw_fd(),
+            words.as_mut_ptr() as *mut libc::file_handle,
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is fresh and ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+fn fsid_of(path: &Path) -> io::Result<[i32; 2]> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statfs fills the struct we own.
+    let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stats) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fsid_t is two ints; libc keeps its field private.
+    Ok(unsafe { std::mem::transmute::<libc::fsid_t, [i32; 2]>(stats.f_fsid) })
+}
