@@ -66,6 +66,8 @@ pub enum Request {
     },
     /// The caller's pinned servers and tools (every user's, for root).
     McpServers,
+    /// Agent sessions the process collector is following now, with their process trees.
+    Sessions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,4 +203,33 @@ pub struct PathsStatus {
     pub socket: String,
     pub policy_dir: String,
     pub database: String,
+}
+
+/// An agent session the process collector follows now (`quintctl sessions`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObservedSession {
+    /// The id its events are recorded under: the agent's own, once a hook call joined them.
+    pub session_id: String,
+    /// The collector's id: `{root_pid}-{start_unix_ms}`.
+    pub observed_id: String,
+    pub platform: String,
+    pub name: String,
+    pub root_pid: u32,
+    pub uid: Option<u32>,
+    pub started_at: Option<String>,
+    pub age_seconds: Option<u64>,
+    pub workspace: Option<String>,
+    pub actions: u64,
+    pub denials: u64,
+    /// The session's processes, parents before children.
+    pub processes: Vec<ObservedProcess>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObservedProcess {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub command: String,
+    /// False for a process that exited a moment ago (kept briefly for its file events).
+    pub running: bool,
 }

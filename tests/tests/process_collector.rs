@@ -762,3 +762,73 @@ fn a_decision_past_the_deadline_lets_the_open_through_and_is_counted() {
         "{recorded:#?}"
     );
 }
+
+#[test]
+fn quintctl_sessions_shows_a_running_agents_process_tree() {
+    let Some((_turn, env, _daemon)) = collector_running() else {
+        return;
+    };
+    let claude = stand_in(&env, "claude");
+    let work = env.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // agent → bash → sleep, running while we look.
+    let mut agent = Command::new(&claude)
+        .args(["-c", "/bin/bash -c '/bin/sleep 4; true'; true"])
+        .current_dir(&work)
+        .spawn()
+        .unwrap();
+    let root = agent.id();
+    let mut mine = None;
+    env.wait_for(Duration::from_secs(10), || {
+        let listed: Value =
+            serde_json::from_slice(&env.ctl(&["sessions", "--json"]).stdout).unwrap();
+        mine = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["root_pid"] == root)
+            .cloned();
+        mine.as_ref().is_some_and(|s| {
+            s["processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["command"] == "/bin/sleep 4")
+        })
+    });
+    let session = mine.expect("the stand-in's session is listed");
+    assert_eq!(session["platform"], "claude-code");
+    assert_eq!(session["workspace"], work.display().to_string());
+    assert!(session["age_seconds"].as_u64().unwrap() < 60, "{session}");
+    let processes = session["processes"].as_array().unwrap();
+    let pid_of = |command: &str| {
+        processes
+            .iter()
+            .find(|p| p["command"] == command)
+            .unwrap_or_else(|| panic!("{command} in {processes:#?}"))["pid"]
+            .clone()
+    };
+    let bash = pid_of("/bin/bash -c /bin/sleep 4; true");
+    let sleep = processes
+        .iter()
+        .find(|p| p["command"] == "/bin/sleep 4")
+        .unwrap();
+    assert_eq!(sleep["ppid"], bash);
+    // The same as a tree, and one session asked for by id.
+    let text = env.ctl(&["sessions", session["session_id"].as_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains(&format!("root pid {root}")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "\n    {bash} /bin/bash -c /bin/sleep 4; true\n      {} /bin/sleep 4",
+            sleep["pid"]
+        )),
+        "{text}"
+    );
+    let status = String::from_utf8_lossy(&env.ctl(&["status"]).stdout).to_string();
+    assert!(status.contains(&format!("root pid {root}")), "{status}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let unknown = env.ctl(&["sessions", "no-such-session"]);
+    assert_eq!(unknown.status.code(), Some(1));
+}

@@ -40,6 +40,13 @@ enum Command {
         #[command(subcommand)]
         action: HooksAction,
     },
+    /// Agent sessions running now, each with its process tree (needs the process collector).
+    Sessions {
+        /// Only this session (its recorded or observed id).
+        session: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Recorded actions.
     Events {
         /// Keep printing new events as they are recorded.
@@ -309,6 +316,9 @@ fn main() -> ExitCode {
             McpAction::Uninstall(args) => mcp_install(false, args),
         },
         Command::Status { json } => ctl::status::run(&config, json),
+        Command::Sessions { session, json } => {
+            ctl::sessions::run(&config, session.as_deref(), json)
+        }
         Command::Hooks { action } => {
             let (install, args) = match action {
                 HooksAction::Install(args) => (true, args),

@@ -38,7 +38,7 @@ impl ProcessInfo {
 
 /// Reads what it can of `/proc/<pid>` at once.
 #[cfg(target_os = "linux")]
-pub fn read_proc(pid: u32) -> ProcessInfo {
+pub fn read_process(pid: u32) -> ProcessInfo {
     let base = format!("/proc/{pid}");
     let mut info = ProcessInfo {
         pid,
@@ -412,7 +412,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn reads_this_process_from_proc() {
-        let me = read_proc(std::process::id());
+        let me = read_process(std::process::id());
         assert!(me.complete(), "{me:?}");
         assert_eq!(me.ppid, Some(std::os::unix::process::parent_id()));
         assert!(all_pids().contains(&std::process::id()));

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::agents::Signatures;
 use super::proc_connector::{ProcConnector, ProcEvent};
-use super::process::{all_pids, read_proc, Observation, ProcessInfo, Session, SessionTable};
+use super::process::{all_pids, read_process, Observation, ProcessInfo, Session, SessionTable};
 
 /// How often the fallback scan looks for new processes.
 const SCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -50,7 +50,7 @@ pub fn spawn(signatures: Signatures, out: mpsc::Sender<Observed>) -> std::io::Re
     let existing: Vec<ProcessInfo> = all_pids()
         .into_iter()
         .filter(|pid| *pid != own_pid)
-        .map(read_proc)
+        .map(read_process)
         .collect();
     let roots: HashMap<u32, ProcessInfo> = existing.iter().map(|p| (p.pid, p.clone())).collect();
     for session in table.scan(existing) {
@@ -161,7 +161,7 @@ fn follow_connector(
                 // Read at once: a short-lived process may already be gone; what was readable
                 // is recorded, the rest is marked.
                 ProcEvent::Exec { pid } => {
-                    if !observe(&mut table, read_proc(pid), &out, dropped) {
+                    if !observe(&mut table, read_process(pid), &out, dropped) {
                         return;
                     }
                 }
@@ -180,7 +180,7 @@ fn scan_periodically(
     // Everything running now was seen by the first scan.
     let mut known: std::collections::HashSet<(u32, u64)> = all_pids()
         .into_iter()
-        .map(read_proc)
+        .map(read_process)
         .map(|info| (info.pid, info.start_ticks.unwrap_or(0)))
         .collect();
     loop {
@@ -188,7 +188,7 @@ fn scan_periodically(
         let current: Vec<ProcessInfo> = all_pids()
             .into_iter()
             .filter(|pid| *pid != own_pid)
-            .map(read_proc)
+            .map(read_process)
             .collect();
         let identities: std::collections::HashSet<(u32, u64)> = current
             .iter()

@@ -10,5 +10,6 @@ pub mod mcp_install;
 pub mod output;
 pub mod policy;
 pub mod redact;
+pub mod sessions;
 pub mod settings_file;
 pub mod status;

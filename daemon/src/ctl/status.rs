@@ -202,8 +202,20 @@ fn print_human(report: &StatusReport) {
         ("sessions", format!("{} active in the last 30 min", status.active_sessions.len())),
     ]);
     for session in status.active_sessions.iter().take(5) {
+        let root = session
+            .agent_pid
+            .map(|pid| format!("root pid {pid} · "))
+            .unwrap_or_default();
+        let age = chrono::DateTime::parse_from_rfc3339(&session.first_seen)
+            .map(|first| {
+                let seconds = (chrono::Utc::now() - first.with_timezone(&chrono::Utc))
+                    .num_seconds()
+                    .max(0) as u64;
+                format!("age {} · ", super::output::human_duration(seconds))
+            })
+            .unwrap_or_default();
         println!(
-            "    {:<12} {:<40} {} actions, {} denied, last {}",
+            "    {:<12} {:<40} {root}{age}{} actions, {} denied, last {}",
             session.platform,
             session.session_id,
             session.actions,

@@ -41,6 +41,84 @@ impl Daemon {
         ]
     }
 
+    /// The sessions the process collector follows, each with its processes read from /proc
+    /// now. Users other than root (and quintd's own) see only their own agents.
+    pub(super) async fn observed_sessions(
+        &self,
+        peer: Peer,
+    ) -> anyhow::Result<Vec<crate::protocol::ObservedSession>> {
+        use crate::protocol::{ObservedProcess, ObservedSession};
+        let members = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(members) = members else {
+            return Ok(Vec::new());
+        };
+        let mut grouped: HashMap<String, (Arc<crate::collect::process::Session>, Vec<u32>)> =
+            HashMap::new();
+        for (pid, session) in members.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            grouped
+                .entry(session.id.clone())
+                .or_insert_with(|| (session.clone(), Vec::new()))
+                .1
+                .push(*pid);
+        }
+        let visible = |session: &crate::collect::process::Session| {
+            peer.uid == 0 || peer.uid == self.own_uid || session.uid == Some(peer.uid)
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let mut sessions: Vec<ObservedSession> = grouped
+            .into_values()
+            .filter(|(session, _)| visible(session))
+            .map(|(session, mut pids)| {
+                pids.sort();
+                let processes = pids
+                    .into_iter()
+                    .map(|pid| {
+                        let info = crate::collect::process::read_process(pid);
+                        ObservedProcess {
+                            pid,
+                            ppid: info.ppid,
+                            running: info.exe.is_some() || !info.argv.is_empty(),
+                            command: info.command_line(),
+                        }
+                    })
+                    .collect();
+                let started = (session.started_ms > 0).then_some(session.started_ms);
+                ObservedSession {
+                    session_id: self.session_id_for(&session),
+                    observed_id: session.id.clone(),
+                    platform: session.platform.clone(),
+                    name: session.name.clone(),
+                    root_pid: session.root_pid,
+                    uid: session.uid,
+                    started_at: started.and_then(|ms| {
+                        chrono::DateTime::from_timestamp_millis(ms as i64)
+                            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    }),
+                    age_seconds: started.map(|ms| now_ms.saturating_sub(ms) / 1000),
+                    workspace: session.workspace.clone(),
+                    actions: 0,
+                    denials: 0,
+                    processes,
+                }
+            })
+            .collect();
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.age_seconds));
+        let database = self.config.database_path();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let conn = open_reader(&database)?;
+            for session in &mut sessions {
+                (session.actions, session.denials) =
+                    outbox::session_counts(&conn, &session.session_id)?;
+            }
+            Ok(sessions)
+        })
+        .await?
+    }
+
     /// A hook call from a process the collector placed in an agent session ties the agent's
     /// declared session id to that session (the caller's pid comes from the kernel).
     pub(super) fn join_declared_session(&self, event: &mut Event, peer: Peer) {

@@ -937,6 +937,10 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
                 reply => reply,
             }
         }
+        Request::Sessions => match daemon.observed_sessions(peer).await {
+            Ok(sessions) => Reply::ok(sessions),
+            Err(e) => Reply::error("internal", e.to_string()),
+        },
         Request::McpServers => {
             let scope = peer.scope(EventFilter::default(), daemon.own_uid).peer_uid;
             daemon

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use quint_policy::Decision;
+use rusqlite::OptionalExtension;
 use rusqlite::{params_from_iter, Connection};
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +142,17 @@ pub fn sessions_since(conn: &Connection, since: &str) -> rusqlite::Result<Vec<Se
         })?
         .collect();
     sessions
+}
+
+/// (actions, denials) recorded for one session so far.
+pub fn session_counts(conn: &Connection, session_id: &str) -> rusqlite::Result<(u64, u64)> {
+    conn.query_row(
+        "SELECT actions, denials FROM sessions WHERE session_id = ?1",
+        [session_id],
+        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
+    )
+    .optional()
+    .map(|counts| counts.unwrap_or((0, 0)))
 }
 
 /// Actions whose stored payload holds `[REDACTED:<rule>:<fingerprint>]`, oldest first, with the
