@@ -51,8 +51,8 @@ pub struct StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorsConfig {
     /// The process collector: `auto` runs it when quintd is root (the proc connector and the
-    /// file guard), `on` also when it is not (a periodic /proc scan, no file guard), `off`
-    /// never.
+    /// file guard), `on` also when it is not (the connector where the kernel allows it, else a
+    /// periodic scan; no file guard), `scan` with the periodic scan only, `off` never.
     pub process: CollectorMode,
     /// Agent signatures that add to or replace (by id) the built-in ones.
     pub agents_file: Option<PathBuf>,
@@ -63,6 +63,8 @@ pub struct CollectorsConfig {
 pub enum CollectorMode {
     Auto,
     On,
+    /// The periodic scan even where the proc connector is available.
+    Scan,
     Off,
 }
 

@@ -123,14 +123,31 @@ impl QuintEnv {
 
     /// quintd with extra environment variables.
     pub fn start_daemon_with(&self, vars: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(bin("quintd"));
+        command.envs(vars.iter().copied());
+        self.launch(command)
+    }
+
+    /// quintd as another user (`setpriv`, run as root): what it does without privileges.
+    pub fn start_daemon_as(&self, uid: u32) -> Daemon {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+            ])
+            .arg(bin("quintd"));
+        self.launch(command)
+    }
+
+    fn launch(&self, mut command: Command) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("quintd.log"))
             .unwrap();
-        let mut command = Command::new(bin("quintd"));
         self.apply_env(&mut command);
-        command.envs(vars.iter().copied());
         let child = command
             .stdout(Stdio::null())
             .stderr(log)

@@ -832,3 +832,101 @@ fn quintctl_sessions_shows_a_running_agents_process_tree() {
     let unknown = env.ctl(&["sessions", "no-such-session"]);
     assert_eq!(unknown.status.code(), Some(1));
 }
+
+#[test]
+fn without_root_the_scan_and_notify_fallbacks_still_see_an_agent_and_its_changes() {
+    if !permitted() {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: setpriv (util-linux) is needed to run quintd as another user");
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    const NOBODY: u32 = 65534;
+    let env = collector_env();
+    // The scan, as where the proc connector is refused (the kernel here lets any user in).
+    std::fs::write(
+        &env.config,
+        format!(
+            "policy_dir: {}\nlog_level: debug\ncollectors:\n  process: scan\n",
+            env.policy_dir.display()
+        ),
+    )
+    .unwrap();
+    let work = env.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let claude = stand_in(&env, "claude");
+    // Everything of this installation belongs to the unprivileged user.
+    let chowned = Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(env.dir.path())
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let _daemon = env.start_daemon_as(NOBODY);
+    let status: Value = serde_json::from_slice(&env.ctl(&["status", "--json"]).stdout).unwrap();
+    let state = |name: &str| {
+        status["daemon"]["collectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state("process")["state"], "fallback", "{status}");
+    assert_eq!(state("file")["state"], "off", "{status}");
+    assert_eq!(state("file-changes")["state"], "fallback", "{status}");
+
+    // The agent lives past one scan (every 2 s), then changes its workspace.
+    let mut agent = Command::new("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+        ])
+        .arg(&claude)
+        .args([
+            "-c",
+            "sleep 3; echo draft > notes.txt; mv notes.txt final.txt; mkdir build; rm final.txt; sleep 1",
+        ])
+        .current_dir(&work)
+        .spawn()
+        .unwrap();
+    let setpriv_pid = agent.id();
+    agent.wait().unwrap();
+    let path = |name: &str| work.join(name).display().to_string();
+    let mut changes = Vec::new();
+    env.wait_for(Duration::from_secs(10), || {
+        changes = env
+            .events(&[])
+            .into_iter()
+            .filter(|e| e["source"] == "file")
+            .collect();
+        changes
+            .iter()
+            .any(|e| e["action_type"] == "file.delete" && target(e) == path("final.txt"))
+    });
+    let find = |action: &str, name: &str| {
+        changes
+            .iter()
+            .find(|e| e["action_type"] == action && target(e) == path(name))
+            .unwrap_or_else(|| panic!("{action} {name}: {changes:#?}"))
+            .clone()
+    };
+    let created = find("file.write", "notes.txt");
+    let renamed = find("file.rename", "final.txt");
+    find("file.delete", "final.txt");
+    assert_eq!(renamed["labels"]["from"], path("notes.txt").as_str());
+    assert_eq!(find("file.write", "build")["labels"]["directory"], "true");
+    // Placed by workspace: the agent's session (setpriv execs the agent in the same process).
+    assert_eq!(created["agent_pid"], setpriv_pid, "{created}");
+    assert_eq!(created["platform"], "claude-code");
+    assert!(created["labels"]["attribution"]
+        .as_str()
+        .unwrap()
+        .starts_with("workspace"));
+}

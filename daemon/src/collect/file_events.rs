@@ -8,27 +8,10 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-/// What happened to a file or directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Created,
-    Deleted,
-    /// Closed after being opened for writing.
-    Written,
-    Renamed,
-}
-
-#[derive(Debug, Clone)]
-pub struct FileChange {
-    pub pid: u32,
-    pub change: Change,
-    /// Where the entry is now (for a delete: where it was).
-    pub path: String,
-    /// A rename's old path.
-    pub from: Option<String>,
-    pub directory: bool,
-}
+use super::changes::{Change, ChangeSource, FileChange};
 
 pub struct FileEvents {
     fd: OwnedFd,
@@ -36,7 +19,7 @@ pub struct FileEvents {
     /// directory handles events carry.
     filesystems: std::sync::RwLock<HashMap<[i32; 2], OwnedFd>>,
     /// Events the kernel dropped because its queue was full.
-    pub overflows: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    overflows: Arc<AtomicU64>,
 }
 
 /// How long a batch of events waits before its pids are looked up.
@@ -71,7 +54,7 @@ impl FileEvents {
 
     /// Watches the whole filesystem `path` is on (once per filesystem). Returns false when
     /// that filesystem was already watched.
-    pub fn watch_filesystem_of(&self, path: &Path) -> io::Result<bool> {
+    fn watch_filesystem_of(&self, path: &Path) -> io::Result<bool> {
         let fsid = fsid_of(path)?;
         let mut filesystems = self.filesystems.write().unwrap_or_else(|e| e.into_inner());
         if filesystems.contains_key(&fsid) {
@@ -99,10 +82,10 @@ impl FileEvents {
 
     /// Reads events for ever; `watched(pid)` false drops an event before its path is looked
     /// up. Returns only when reading fails.
-    pub fn serve(
+    fn read_events(
         &self,
-        watched: impl Fn(u32) -> bool,
-        mut each: impl FnMut(FileChange),
+        watched: &dyn Fn(u32) -> bool,
+        each: &mut dyn FnMut(FileChange),
     ) -> io::Error {
         let mut buffer = vec![0u8; 256 * 1024];
         let header = std::mem::size_of::<libc::fanotify_event_metadata>();
@@ -190,7 +173,7 @@ impl FileEvents {
             }
         }
         Some(FileChange {
-            pid,
+            pid: Some(pid),
             change,
             path: path.or_else(|| from.clone())?,
             from: if change == Change::Renamed {
@@ -237,6 +220,31 @@ impl FileEvents {
         } else {
             format!("{directory}/{name}")
         })
+    }
+}
+
+impl ChangeSource for FileEvents {
+    fn describe(&self) -> (&'static str, String) {
+        (
+            "active",
+            "fanotify change events (whole filesystems, with the pid of each change)".into(),
+        )
+    }
+
+    fn whole_filesystems(&self) -> bool {
+        true
+    }
+
+    fn watch(&self, root: &Path) -> io::Result<bool> {
+        self.watch_filesystem_of(root)
+    }
+
+    fn serve(&self, watched: &dyn Fn(u32) -> bool, each: &mut dyn FnMut(FileChange)) -> io::Error {
+        self.read_events(watched, each)
+    }
+
+    fn overflows(&self) -> Arc<AtomicU64> {
+        self.overflows.clone()
     }
 }
 

@@ -16,8 +16,11 @@ pub struct ProcessInfo {
     pub argv: Vec<String>,
     pub cwd: Option<String>,
     pub uid: Option<u32>,
-    /// Start time in clock ticks since boot: with the pid, it names the process uniquely.
+    /// When it started, in a unit of the platform's (clock ticks since boot on Linux): with
+    /// the pid, it names the process uniquely, and orders processes by age.
     pub start_ticks: Option<u64>,
+    /// When it started, in ms since the Unix epoch.
+    pub started_ms: Option<u64>,
 }
 
 impl ProcessInfo {
@@ -63,6 +66,7 @@ pub fn read_process(pid: u32) -> ProcessInfo {
             let fields: Vec<&str> = rest.split_whitespace().collect();
             info.ppid = fields.get(1).and_then(|f| f.parse().ok());
             info.start_ticks = fields.get(19).and_then(|f| f.parse().ok());
+            info.started_ms = info.start_ticks.map(ticks_to_unix_ms);
         }
     }
     if let Ok(status) = std::fs::read_to_string(format!("{base}/status")) {
@@ -161,8 +165,6 @@ pub struct SessionTable {
     members: SessionMembers,
     /// Exited processes still in `members`, oldest first.
     exited: std::collections::VecDeque<(std::time::Instant, u32)>,
-    boot_ms: u64,
-    ticks_per_second: u64,
 }
 
 impl SessionTable {
@@ -172,9 +174,6 @@ impl SessionTable {
             processes: HashMap::new(),
             members: SessionMembers::default(),
             exited: Default::default(),
-            boot_ms: boot_time_ms(),
-            // SAFETY: sysconf has no preconditions.
-            ticks_per_second: unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64,
         }
     }
 
@@ -267,10 +266,7 @@ impl SessionTable {
             );
             return Observation::Outside;
         };
-        let started_ms = info
-            .start_ticks
-            .map(|ticks| self.boot_ms + ticks * 1000 / self.ticks_per_second)
-            .unwrap_or(0);
+        let started_ms = info.started_ms.unwrap_or(0);
         let session = Arc::new(Session {
             id: format!("{}-{started_ms}", info.pid),
             platform: agent.id.to_string(),
@@ -325,17 +321,42 @@ impl SessionTable {
     }
 }
 
-/// When the machine booted, in ms since the Unix epoch (process start times count from it).
-fn boot_time_ms() -> u64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|stat| {
-            stat.lines()
-                .find_map(|line| line.strip_prefix("btime "))
-                .and_then(|seconds| seconds.trim().parse::<u64>().ok())
-        })
-        .map(|seconds| seconds * 1000)
-        .unwrap_or(0)
+/// A start time from /proc (clock ticks since boot) in ms since the Unix epoch.
+#[cfg(target_os = "linux")]
+fn ticks_to_unix_ms(ticks: u64) -> u64 {
+    static CLOCK: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    let (boot_ms, ticks_per_second) = *CLOCK.get_or_init(|| {
+        let boot_ms = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                stat.lines()
+                    .find_map(|line| line.strip_prefix("btime "))
+                    .and_then(|seconds| seconds.trim().parse::<u64>().ok())
+            })
+            .map(|seconds| seconds * 1000)
+            .unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        (boot_ms, ticks)
+    });
+    boot_ms + ticks * 1000 / ticks_per_second
+}
+
+/// Elsewhere, a process is read through sysinfo.
+#[cfg(not(target_os = "linux"))]
+pub fn read_process(pid: u32) -> ProcessInfo {
+    super::process_scan::SysinfoSnapshot::default().read(pid)
+}
+
+/// Every process now (the scan at start, and the fallback's passes).
+#[cfg(target_os = "linux")]
+pub fn snapshot() -> Vec<ProcessInfo> {
+    all_pids().into_iter().map(read_process).collect()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn snapshot() -> Vec<ProcessInfo> {
+    super::process_scan::SysinfoSnapshot::default().all()
 }
 
 #[cfg(test)]
@@ -351,6 +372,7 @@ mod tests {
             cwd: Some("/home/ana/project".into()),
             uid: Some(1000),
             start_ticks: Some(start),
+            started_ms: Some(1_700_000_000_000 + start),
         }
     }
 

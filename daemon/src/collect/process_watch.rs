@@ -1,5 +1,5 @@
-//! The process collector's thread: proc connector events (or, without the capability, a /proc
-//! scan every few seconds) → the session table → one `Observed` per exec in an agent session.
+//! The process collector's thread: a `ProcessSource` (the proc connector, or without it a scan
+//! every few seconds) → the session table → one `Observed` per exec in an agent session.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +9,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::agents::Signatures;
+#[cfg(target_os = "linux")]
 use super::proc_connector::{ProcConnector, ProcEvent};
-use super::process::{all_pids, read_process, Observation, ProcessInfo, Session, SessionTable};
+#[cfg(target_os = "linux")]
+use super::process::read_process;
+use super::process::{snapshot, Observation, ProcessInfo, Session, SessionTable};
 
 /// How often the fallback scan looks for new processes.
 const SCAN_INTERVAL: Duration = Duration::from_secs(2);
@@ -38,19 +41,64 @@ pub struct Running {
     pub members: super::process::SessionMembers,
 }
 
-/// Starts the collector thread; the connector when it can be opened, the scan otherwise. The
-/// connector is subscribed before /proc is scanned, so no process falls between the two.
-pub fn spawn(signatures: Signatures, out: mpsc::Sender<Observed>) -> std::io::Result<Running> {
+/// Where process starts come from: the platform's event stream, or a periodic scan. Each
+/// feeds the session table; `observe` hands on the execs in agent sessions.
+pub trait ProcessSource: Send + 'static {
+    /// `active` (every event) or `fallback` (a scan that misses short-lived processes), and
+    /// what it does, for `quintctl status`.
+    fn describe(&self) -> (&'static str, String);
+    /// Follows processes until it fails or quintd can no longer take observations.
+    fn follow(
+        self: Box<Self>,
+        table: SessionTable,
+        out: mpsc::Sender<Observed>,
+        dropped: &AtomicU64,
+        own_pid: u32,
+    );
+}
+
+/// Linux: the proc connector when quintd has CAP_NET_ADMIN, the /proc scan otherwise.
+#[cfg(target_os = "linux")]
+fn platform_source() -> Box<dyn ProcessSource> {
+    match ProcConnector::open() {
+        Ok(connector) => Box::new(connector),
+        Err(e) => Box::new(PeriodicScan {
+            why: format!("the proc connector needs CAP_NET_ADMIN: {e}"),
+        }),
+    }
+}
+
+/// Elsewhere (macOS): the sysinfo scan; Endpoint Security needs an entitlement from Apple.
+#[cfg(not(target_os = "linux"))]
+fn platform_source() -> Box<dyn ProcessSource> {
+    Box::new(PeriodicScan {
+        why: "no process event source on this platform yet".into(),
+    })
+}
+
+/// Starts the collector thread. The event source is subscribed before processes are listed,
+/// so no process falls between the two.
+/// `scan_only` skips the platform's event source.
+pub fn spawn(
+    signatures: Signatures,
+    out: mpsc::Sender<Observed>,
+    scan_only: bool,
+) -> std::io::Result<Running> {
     let dropped = Arc::new(AtomicU64::new(0));
     let mut table = SessionTable::new(signatures);
     let members = table.members();
     let own_pid = std::process::id();
-    let connector = ProcConnector::open();
+    let source = if scan_only {
+        Box::new(PeriodicScan {
+            why: "collectors.process is `scan`".into(),
+        })
+    } else {
+        platform_source()
+    };
     // Agents already running are found by a scan either way, and recorded as started.
-    let existing: Vec<ProcessInfo> = all_pids()
+    let existing: Vec<ProcessInfo> = snapshot()
         .into_iter()
-        .filter(|pid| *pid != own_pid)
-        .map(read_process)
+        .filter(|p| p.pid != own_pid)
         .collect();
     let roots: HashMap<u32, ProcessInfo> = existing.iter().map(|p| (p.pid, p.clone())).collect();
     for session in table.scan(existing) {
@@ -67,29 +115,13 @@ pub fn spawn(signatures: Signatures, out: mpsc::Sender<Observed>) -> std::io::Re
             }
         }
     }
-    let (state, detail) = match connector {
-        Ok(connector) => {
-            let dropped = dropped.clone();
-            std::thread::Builder::new()
-                .name("quintd-process".into())
-                .spawn(move || follow_connector(connector, table, out, &dropped, own_pid))?;
-            (
-                "active",
-                "proc connector: every fork, exec and exit".to_string(),
-            )
-        }
-        Err(e) => {
-            let dropped = dropped.clone();
-            let detail = format!(
-                "periodic /proc scan every {}s (the proc connector needs CAP_NET_ADMIN: {e}); short-lived processes are missed",
-                SCAN_INTERVAL.as_secs()
-            );
-            std::thread::Builder::new()
-                .name("quintd-process-scan".into())
-                .spawn(move || scan_periodically(table, out, &dropped, own_pid))?;
-            ("fallback", detail)
-        }
-    };
+    let (state, detail) = source.describe();
+    {
+        let dropped = dropped.clone();
+        std::thread::Builder::new()
+            .name("quintd-process".into())
+            .spawn(move || source.follow(table, out, &dropped, own_pid))?;
+    }
     Ok(Running {
         state,
         detail,
@@ -132,6 +164,24 @@ fn observe(
     )
 }
 
+#[cfg(target_os = "linux")]
+impl ProcessSource for ProcConnector {
+    fn describe(&self) -> (&'static str, String) {
+        ("active", "proc connector: every fork, exec and exit".into())
+    }
+
+    fn follow(
+        self: Box<Self>,
+        table: SessionTable,
+        out: mpsc::Sender<Observed>,
+        dropped: &AtomicU64,
+        own_pid: u32,
+    ) {
+        follow_connector(*self, table, out, dropped, own_pid)
+    }
+}
+
+#[cfg(target_os = "linux")]
 fn follow_connector(
     mut connector: ProcConnector,
     mut table: SessionTable,
@@ -171,6 +221,34 @@ fn follow_connector(
     }
 }
 
+/// A pass over every process every `SCAN_INTERVAL`: new ones are judged as execs.
+struct PeriodicScan {
+    why: String,
+}
+
+impl ProcessSource for PeriodicScan {
+    fn describe(&self) -> (&'static str, String) {
+        (
+            "fallback",
+            format!(
+                "periodic process scan every {}s ({}); short-lived processes are missed",
+                SCAN_INTERVAL.as_secs(),
+                self.why
+            ),
+        )
+    }
+
+    fn follow(
+        self: Box<Self>,
+        table: SessionTable,
+        out: mpsc::Sender<Observed>,
+        dropped: &AtomicU64,
+        own_pid: u32,
+    ) {
+        scan_periodically(table, out, dropped, own_pid)
+    }
+}
+
 fn scan_periodically(
     mut table: SessionTable,
     out: mpsc::Sender<Observed>,
@@ -178,17 +256,15 @@ fn scan_periodically(
     own_pid: u32,
 ) {
     // Everything running now was seen by the first scan.
-    let mut known: std::collections::HashSet<(u32, u64)> = all_pids()
+    let mut known: std::collections::HashSet<(u32, u64)> = snapshot()
         .into_iter()
-        .map(read_process)
         .map(|info| (info.pid, info.start_ticks.unwrap_or(0)))
         .collect();
     loop {
         std::thread::sleep(SCAN_INTERVAL);
-        let current: Vec<ProcessInfo> = all_pids()
+        let current: Vec<ProcessInfo> = snapshot()
             .into_iter()
-            .filter(|pid| *pid != own_pid)
-            .map(read_process)
+            .filter(|p| p.pid != own_pid)
             .collect();
         let identities: std::collections::HashSet<(u32, u64)> = current
             .iter()

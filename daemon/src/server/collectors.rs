@@ -2,7 +2,7 @@
 //! joins between declared and observed sessions, divergence alerts, and their status.
 
 use super::*;
-#[cfg(target_os = "linux")]
+use crate::collect::changes::{Change, ChangeSource, FileChange};
 use crate::collect::process_watch::Observed;
 
 impl Daemon {
@@ -259,16 +259,16 @@ impl Daemon {
         stopped.insert(pid);
     }
 
-    /// Changes in a new session's workspace are seen even on a filesystem no home is on.
-    #[cfg(target_os = "linux")]
+    /// Changes in a new session's workspace are seen even on a filesystem no home is on (and,
+    /// with the notify fallback, only there).
     fn watch_changes_in(&self, session: &crate::collect::process::Session) {
-        let events = self
-            .file_events
+        let source = self
+            .change_source
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let (Some(events), Some(workspace)) = (events, &session.workspace) {
-            if let Err(e) = events.watch_filesystem_of(Path::new(workspace)) {
+        if let (Some(source), Some(workspace)) = (source, &session.workspace) {
+            if let Err(e) = source.watch(Path::new(workspace)) {
                 tracing::debug!(workspace, error = %e, "cannot watch changes in this workspace");
             }
         }
@@ -276,7 +276,6 @@ impl Daemon {
 
     /// An exec the process collector saw in an agent session: decided by policy like any
     /// action; a denied program is stopped with SIGKILL at once, then the record is written.
-    #[cfg(target_os = "linux")]
     fn observe_exec(&self, observed: Observed) -> Event {
         let Observed {
             session,
@@ -501,9 +500,8 @@ impl Daemon {
     fn undo_planted_file(
         &self,
         session: &crate::collect::process::Session,
-        change: &crate::collect::file_events::FileChange,
+        change: &FileChange,
     ) -> Option<Event> {
-        use crate::collect::file_events::Change;
         let path = Path::new(&change.path);
         if change.change != Change::Created || change.directory {
             return None;
@@ -532,7 +530,9 @@ impl Daemon {
         event.decision = quint_policy::Decision::Deny;
         event.rule_ids = vec![rule.into()];
         event.risk_score = 90;
-        event.labels.insert("pid".into(), change.pid.to_string());
+        if let Some(pid) = change.pid {
+            event.labels.insert("pid".into(), pid.to_string());
+        }
         event.labels.insert("change".into(), "created".into());
         event.labels.insert("enforcement".into(), outcome);
         crate::redaction::prepare_for_storage(&self.redactor, &mut event);
@@ -685,7 +685,6 @@ fn spawn_recorder(daemon: &Arc<Daemon>, what: &'static str) -> mpsc::Sender<Even
 }
 
 /// Noise under a home: caches and package stores that agents' tools churn through.
-#[cfg(target_os = "linux")]
 const CHANGE_NOISE: &[&str] = &[
     "/.cache/",
     "/.npm/",
@@ -698,50 +697,75 @@ const CHANGE_NOISE: &[&str] = &[
     "/go/pkg/mod/",
 ];
 
+/// The platform's change source: fanotify as root on Linux, the notify crate otherwise.
+fn open_change_source() -> Result<Arc<dyn ChangeSource>, String> {
+    // Unprivileged fanotify opens, but can neither mark a filesystem nor resolve handles.
+    #[cfg(target_os = "linux")]
+    // SAFETY: geteuid has no preconditions.
+    let fanotify_error = match unsafe { libc::geteuid() } {
+        0 => match crate::collect::file_events::FileEvents::open() {
+            Ok(events) => return Ok(Arc::new(events)),
+            Err(e) => e.to_string(),
+        },
+        _ => "quintd is not root".to_string(),
+    };
+    match crate::collect::changes::NotifyChanges::open() {
+        Ok(changes) => Ok(Arc::new(changes)),
+        #[cfg(target_os = "linux")]
+        Err(e) => Err(format!(
+            "fanotify needs root (CAP_SYS_ADMIN): {fanotify_error}; notify: {e}"
+        )),
+        #[cfg(not(target_os = "linux"))]
+        Err(e) => Err(format!("notify: {e}")),
+    }
+}
+
 /// Creates, deletes, renames and writes by agent processes in their workspace and their home,
 /// recorded after the fact (a notification cannot be refused; a rule that would deny makes it
 /// an alert).
-#[cfg(target_os = "linux")]
 fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::SessionMembers) {
-    use crate::collect::file_events::{Change, FileEvents};
-    let events = match FileEvents::open() {
-        Ok(events) => Arc::new(events),
-        Err(e) => {
-            Daemon::set_collector(
-                &daemon.file_changes,
-                "off",
-                format!("fanotify with file handles needs root (CAP_SYS_ADMIN): {e}"),
-                Vec::new(),
-            );
+    let source = match open_change_source() {
+        Ok(source) => source,
+        Err(why) => {
+            Daemon::set_collector(&daemon.file_changes, "off", why, Vec::new());
             return;
         }
     };
-    let mut watched_roots = crate::collect::protected_paths::homes();
-    watched_roots.push(daemon.config.policy_dir.clone());
-    watched_roots.push(daemon.config.state_dir.clone());
     let mut filesystems = 0;
-    for home in &watched_roots {
-        match events.watch_filesystem_of(home) {
-            Ok(true) => filesystems += 1,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(home = %home.display(), error = %e, "cannot watch changes on this filesystem")
+    if source.whole_filesystems() {
+        let mut roots = crate::collect::protected_paths::homes();
+        roots.push(daemon.config.policy_dir.clone());
+        roots.push(daemon.config.state_dir.clone());
+        for root in &roots {
+            match source.watch(root) {
+                Ok(true) => filesystems += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(root = %root.display(), error = %e, "cannot watch changes on this filesystem")
+                }
             }
         }
     }
     let unrecorded = Arc::new(AtomicU64::new(0));
+    let (state, how) = source.describe();
+    let scope = if source.whole_filesystems() {
+        format!("; {filesystems} filesystem(s) and each agent workspace's; changes by agent processes in their workspace and home")
+    } else {
+        String::new()
+    };
     Daemon::set_collector(
         &daemon.file_changes,
-        "active",
-        format!(
-            "fanotify change events on {filesystems} filesystem(s) and each agent workspace's: creates, deletes, renames, writes by agent processes in their workspace and home"
-        ),
+        state,
+        format!("{how}{scope}"),
         vec![
-            ("change events the kernel dropped (queue full)", events.overflows.clone()),
+            ("change events lost (queue overflow)", source.overflows()),
             ("changes not recorded (recorder behind)", unrecorded.clone()),
         ],
     );
-    *daemon.file_events.lock().unwrap_or_else(|e| e.into_inner()) = Some(events.clone());
+    *daemon
+        .change_source
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(source.clone());
     let sender = spawn_recorder(daemon, "file changes");
     let daemon = daemon.clone();
     let spawned = std::thread::Builder::new()
@@ -754,79 +778,20 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
                     .get(&pid)
                     .cloned()
             };
-            let error = events.serve(
-                |pid| session_of(pid).is_some(),
-                |change| {
-                    let Some(session) = session_of(change.pid) else {
-                        return;
-                    };
-                    if let Some(event) = daemon.undo_planted_file(&session, &change) {
-                        if sender.try_send(event).is_err() {
-                            unrecorded.fetch_add(1, Ordering::Relaxed);
-                        }
-                        return;
-                    }
-                    let home = session.uid.and_then(home_of);
-                    let inside = |root: &Option<String>| {
-                        root.as_deref().is_some_and(|root| {
-                            Path::new(&change.path).starts_with(root)
-                                || change
-                                    .from
-                                    .as_deref()
-                                    .is_some_and(|f| Path::new(f).starts_with(root))
-                        })
-                    };
-                    if !(inside(&session.workspace) || inside(&home))
-                        || CHANGE_NOISE.iter().any(|noise| change.path.contains(noise))
-                    {
-                        return;
-                    }
-                    let action = match change.change {
-                        Change::Created | Change::Written => ActionType::FileWrite,
-                        Change::Deleted => ActionType::FileDelete,
-                        Change::Renamed => ActionType::FileRename,
-                    };
-                    let session_id = daemon.session_id_for(&session);
-                    let mut event =
-                        Event::new(Source::File, &session.platform, action, &session_id);
-                    event.agent_pid = Some(session.root_pid);
-                    event.target = Some(change.path.clone());
-                    let labels = &mut event.labels;
-                    labels.insert("pid".into(), change.pid.to_string());
-                    labels.insert(
-                        "change".into(),
-                        format!("{:?}", change.change).to_lowercase(),
-                    );
-                    if let Some(from) = &change.from {
-                        labels.insert("from".into(), from.clone());
-                    }
-                    if change.directory {
-                        labels.insert("directory".into(), "true".into());
-                    }
-                    if session_id != session.id {
-                        labels.insert("observed_session".into(), session.id.clone());
-                    }
-                    if let Some(home) = home {
-                        labels.insert("home".into(), home);
-                    }
-                    let policy = daemon.current_policy();
-                    let (mut event, verdict) = daemon.decide_one(&policy, event);
-                    if verdict.decision >= quint_policy::Decision::Ask {
-                        // Already done: what policy would have refused is an alert.
-                        event.labels.insert(
-                            "enforcement".into(),
-                            format!(
-                                "none: seen after it happened (policy says {})",
-                                verdict.decision
-                            ),
-                        );
-                        event.decision = quint_policy::Decision::Alert;
-                    }
+            let error = source.serve(&|pid| session_of(pid).is_some(), &mut |change| {
+                let session = match change.pid {
+                    Some(pid) => session_of(pid),
+                    None => session_by_workspace(&members, &change.path),
+                };
+                let Some(session) = session else {
+                    return;
+                };
+                if let Some(event) = daemon.observe_change(&session, &change) {
                     if sender.try_send(event).is_err() {
                         unrecorded.fetch_add(1, Ordering::Relaxed);
                     }
-                },
-            );
+                }
+            });
             tracing::error!(%error, "file change events stopped");
         });
     if let Err(e) = spawned {
@@ -834,11 +799,103 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
     }
 }
 
-/// macOS: Endpoint Security needs an Apple entitlement; until then hooks and MCP only.
-#[cfg(not(target_os = "linux"))]
-pub(super) fn start_process_collector(_daemon: &Arc<Daemon>) {}
+/// Without pids, a change belongs to the session whose workspace holds it (the deepest one).
+fn session_by_workspace(
+    members: &crate::collect::process::SessionMembers,
+    path: &str,
+) -> Option<Arc<crate::collect::process::Session>> {
+    members
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|s| {
+            s.workspace
+                .as_deref()
+                .is_some_and(|w| w != "/" && Path::new(path).starts_with(w))
+        })
+        .max_by_key(|s| s.workspace.as_ref().map(String::len))
+        .cloned()
+}
 
-#[cfg(target_os = "linux")]
+impl Daemon {
+    /// The record of one change by an agent session, decided by policy: nothing when it is
+    /// outside the agent's workspace and home, or in a cache.
+    fn observe_change(
+        &self,
+        session: &crate::collect::process::Session,
+        change: &FileChange,
+    ) -> Option<Event> {
+        #[cfg(target_os = "linux")]
+        if let Some(event) = self.undo_planted_file(session, change) {
+            return Some(event);
+        }
+        let home = session.uid.and_then(home_of);
+        let inside = |root: &Option<String>| {
+            root.as_deref().is_some_and(|root| {
+                Path::new(&change.path).starts_with(root)
+                    || change
+                        .from
+                        .as_deref()
+                        .is_some_and(|f| Path::new(f).starts_with(root))
+            })
+        };
+        if !(inside(&session.workspace) || inside(&home))
+            || CHANGE_NOISE.iter().any(|noise| change.path.contains(noise))
+        {
+            return None;
+        }
+        let action = match change.change {
+            Change::Created | Change::Written => ActionType::FileWrite,
+            Change::Deleted => ActionType::FileDelete,
+            Change::Renamed => ActionType::FileRename,
+        };
+        let session_id = self.session_id_for(session);
+        let mut event = Event::new(Source::File, &session.platform, action, &session_id);
+        event.agent_pid = Some(session.root_pid);
+        event.target = Some(change.path.clone());
+        let labels = &mut event.labels;
+        match change.pid {
+            Some(pid) => labels.insert("pid".into(), pid.to_string()),
+            None => labels.insert(
+                "attribution".into(),
+                "workspace (this change source does not know pids)".into(),
+            ),
+        };
+        labels.insert(
+            "change".into(),
+            format!("{:?}", change.change).to_lowercase(),
+        );
+        if let Some(from) = &change.from {
+            labels.insert("from".into(), from.clone());
+        }
+        if change.directory {
+            labels.insert("directory".into(), "true".into());
+        }
+        if session_id != session.id {
+            labels.insert("observed_session".into(), session.id.clone());
+        }
+        if let Some(home) = home {
+            labels.insert("home".into(), home);
+        }
+        let policy = self.current_policy();
+        let (mut event, verdict) = self.decide_one(&policy, event);
+        if verdict.decision >= quint_policy::Decision::Ask {
+            // Already done: what policy would have refused is an alert.
+            event.labels.insert(
+                "enforcement".into(),
+                format!(
+                    "none: seen after it happened (policy says {})",
+                    verdict.decision
+                ),
+            );
+            event.decision = quint_policy::Decision::Alert;
+        }
+        Some(event)
+    }
+}
+
+/// Starts the process collector (the platform's `ProcessSource`) and, with it, the file
+/// collectors: the guard on Linux as root, change events everywhere.
 pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
     use crate::config::CollectorMode;
     let collectors = &daemon.config.collectors;
@@ -850,7 +907,7 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
         Daemon::set_collector(
             &daemon.process_collector,
             "off",
-            "quintd is not root; `collectors.process: on` runs the /proc-scan fallback anyway"
+            "quintd is not root; `collectors.process: on` runs it anyway (without the file guard)"
                 .into(),
             Vec::new(),
         );
@@ -871,7 +928,8 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
             }
         };
     let (sender, mut receiver) = mpsc::channel(4096);
-    match crate::collect::process_watch::spawn(signatures, sender) {
+    let scan_only = collectors.process == CollectorMode::Scan;
+    match crate::collect::process_watch::spawn(signatures, sender, scan_only) {
         Ok(running) => {
             tracing::info!(state = running.state, detail = %running.detail, "process collector started");
             Daemon::set_collector(
@@ -882,7 +940,16 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
             );
             *daemon.members.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(running.members.clone());
+            #[cfg(target_os = "linux")]
             start_file_guard(daemon, running.members.clone());
+            #[cfg(not(target_os = "linux"))]
+            Daemon::set_collector(
+                &daemon.file_collector,
+                "off",
+                "no file guard on this platform yet (Endpoint Security needs Apple's entitlement)"
+                    .into(),
+                Vec::new(),
+            );
             start_file_changes(daemon, running.members.clone());
             let daemon = daemon.clone();
             // Each exec is decided (and a denied one stopped) as soon as it arrives; the records

@@ -75,9 +75,8 @@ pub struct Daemon {
     process_collector: Mutex<CollectorState>,
     file_collector: Mutex<CollectorState>,
     file_changes: Mutex<CollectorState>,
-    /// Marks new filesystems for change events as agent sessions start in them.
-    #[cfg(target_os = "linux")]
-    file_events: Mutex<Option<Arc<crate::collect::file_events::FileEvents>>>,
+    /// Watches new workspaces for changes as agent sessions start in them.
+    change_source: Mutex<Option<Arc<dyn crate::collect::changes::ChangeSource>>>,
     /// Processes the collector stopped (SIGKILL), whose children are stopped too.
     stopped: Mutex<std::collections::HashSet<u32>>,
     /// Which process is in which observed agent session (set when the collector runs).
@@ -193,8 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         process_collector: CollectorState::off("collectors.process is off in the config"),
         file_collector: CollectorState::off("starts with the process collector"),
         file_changes: CollectorState::off("starts with the process collector"),
-        #[cfg(target_os = "linux")]
-        file_events: Mutex::new(None),
+        change_source: Mutex::new(None),
         stopped: Mutex::new(std::collections::HashSet::new()),
         members: Mutex::new(None),
         joins: Mutex::new(HashMap::new()),
