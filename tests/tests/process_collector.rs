@@ -374,7 +374,7 @@ fn a_hook_call_from_inside_an_agent_joins_its_declared_session_to_the_observed_o
 }
 
 #[test]
-fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
+fn an_undeclared_read_of_a_protected_file_or_exec_raises_a_divergence_alert() {
     let Some((_turn, env, _daemon)) = collector_running() else {
         return;
     };
@@ -383,7 +383,8 @@ fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
     std::fs::write(ssh.join("config"), "Host *\n").unwrap();
     let claude = stand_in(&env, "claude");
     // The agent declares (through its hook) that it reads known_hosts, reads it, then reads
-    // config without declaring anything. Both reads are allowed by policy.
+    // config without declaring anything. Both reads are allowed by policy. Then it runs `cat`
+    // (a program its declaration names) and `sleep` (which nothing names).
     let input = env.dir.path().join("hook-input.json");
     let declared = format!("cat {}", ssh.join("known_hosts").display());
     std::fs::write(
@@ -400,7 +401,7 @@ fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
     // before, not a fresh `cat` the collector may not have placed yet on a busy machine
     // (docs/collectors.md, "How an open is answered").
     let script = format!(
-        "{quintctl} hook claude-code < {input} > /dev/null; read -r k < {known}; read -r c < {config}; echo \"$c\"",
+        "{quintctl} hook claude-code < {input} > /dev/null; read -r k < {known}; read -r c < {config}; /bin/cat /dev/null; /bin/sleep 0.1; echo \"$c\"",
         quintctl = quint_e2e::bin("quintctl").display(),
         input = input.display(),
         known = ssh.join("known_hosts").display(),
@@ -423,7 +424,7 @@ fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
                     .is_some_and(|r| r.contains(&Value::from("quint.divergence")))
             })
             .collect();
-        !alerts.is_empty()
+        alerts.len() >= 2
     });
     std::thread::sleep(Duration::from_millis(500));
     let alerts: Vec<Value> = env
@@ -435,13 +436,21 @@ fn an_undeclared_read_of_a_protected_file_raises_a_divergence_alert() {
                 .is_some_and(|r| r.contains(&Value::from("quint.divergence")))
         })
         .collect();
-    assert_eq!(alerts.len(), 1, "only the undeclared read: {alerts:#?}");
-    assert_eq!(
-        alerts[0]["target"],
-        ssh.join("config").display().to_string()
-    );
-    assert_eq!(alerts[0]["decision"], "alert");
-    assert_eq!(alerts[0]["session_id"], "declared-session-7");
+    assert_eq!(alerts.len(), 2, "the undeclared read and exec: {alerts:#?}");
+    let read = alerts
+        .iter()
+        .find(|a| a["action_type"] == "file.read")
+        .unwrap_or_else(|| panic!("{alerts:#?}"));
+    assert_eq!(read["target"], ssh.join("config").display().to_string());
+    let exec = alerts
+        .iter()
+        .find(|a| a["action_type"] == "process.exec")
+        .unwrap_or_else(|| panic!("{alerts:#?}"));
+    assert_eq!(exec["target"], "/bin/sleep 0.1");
+    for alert in &alerts {
+        assert_eq!(alert["decision"], "alert");
+        assert_eq!(alert["session_id"], "declared-session-7");
+    }
 }
 
 #[test]

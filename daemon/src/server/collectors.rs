@@ -159,7 +159,8 @@ impl Daemon {
             event.tool_name.as_deref().unwrap_or(""),
             event.target.as_deref().unwrap_or(""),
             event.arguments
-        );
+        )
+        .to_lowercase();
         let mut declared = self.declared.lock().unwrap_or_else(|e| e.into_inner());
         if declared.len() >= 10_000 {
             declared.clear();
@@ -171,37 +172,48 @@ impl Daemon {
         recent.push_back((Instant::now(), text));
     }
 
-    /// An alert when an agent that declares its actions (its hooks reach quintd) touched
-    /// `path` without having declared anything that names the file in the last few seconds.
-    fn divergence(&self, session: &crate::collect::process::Session, path: &str) -> Option<Event> {
+    /// An alert when an agent that declares its actions (its hooks reach quintd) did
+    /// something observed (`action` on `target`) that nothing it declared in the last few
+    /// seconds names: no declared text holds any of `names` (compared in lower case).
+    fn divergence(
+        &self,
+        session: &crate::collect::process::Session,
+        action: ActionType,
+        target: &str,
+        names: &[&str],
+    ) -> Option<Event> {
         let declared_id = self
             .joins
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&session.id)
             .cloned()?;
-        let name = path.rsplit('/').next().unwrap_or(path);
+        let names: Vec<String> = names
+            .iter()
+            .filter(|n| !n.is_empty())
+            .map(|n| n.to_lowercase())
+            .collect();
         let explained = self
             .declared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&declared_id)
             .is_some_and(|recent| {
-                recent
-                    .iter()
-                    .any(|(at, text)| at.elapsed() <= DIVERGENCE_WINDOW && text.contains(name))
+                recent.iter().any(|(at, text)| {
+                    at.elapsed() <= DIVERGENCE_WINDOW && names.iter().any(|n| text.contains(n))
+                })
             });
         if explained {
             return None;
         }
-        let mut event = Event::new(
-            Source::File,
-            &session.platform,
-            ActionType::FileRead,
-            &declared_id,
-        );
+        let source = if action == ActionType::ProcessExec {
+            Source::Process
+        } else {
+            Source::File
+        };
+        let mut event = Event::new(source, &session.platform, action, &declared_id);
         event.agent_pid = Some(session.root_pid);
-        event.target = Some(path.to_string());
+        event.target = Some(target.to_string());
         event.decision = quint_policy::Decision::Alert;
         event.rule_ids = vec![DIVERGENCE_RULE.into()];
         event.risk_score = 60;
@@ -211,7 +223,7 @@ impl Daemon {
         event.labels.insert(
             "divergence".into(),
             format!(
-                "no action this agent declared in the last {}s names this file",
+                "nothing this agent declared in the last {}s names this",
                 DIVERGENCE_WINDOW.as_secs()
             ),
         );
@@ -276,7 +288,7 @@ impl Daemon {
 
     /// An exec the process collector saw in an agent session: decided by policy like any
     /// action; a denied program is stopped with SIGKILL at once, then the record is written.
-    fn observe_exec(&self, observed: Observed) -> Event {
+    fn observe_exec(&self, observed: Observed) -> Vec<Event> {
         let Observed {
             session,
             process,
@@ -340,7 +352,31 @@ impl Daemon {
             event.labels.insert("enforcement".into(), outcome);
             self.stopped_insert(process.pid);
         }
-        event
+        // What the agent itself starts must be something it declared; what those start in
+        // turn is theirs. Quint's own hook, started by the agent, declares itself.
+        let program = process
+            .argv
+            .first()
+            .map(|a| a.rsplit('/').next().unwrap_or(a))
+            .unwrap_or_default();
+        let script = process
+            .argv
+            .windows(2)
+            .find(|pair| pair[0] == "-c")
+            .map(|pair| pair[1].as_str())
+            .unwrap_or_default();
+        let divergence =
+            (!session_start && parent == Some(session.root_pid) && program != "quintctl")
+                .then(|| {
+                    self.divergence(
+                        &session,
+                        ActionType::ProcessExec,
+                        &process.command_line(),
+                        &[program, script],
+                    )
+                })
+                .flatten();
+        std::iter::once(event).chain(divergence).collect()
     }
 }
 
@@ -488,7 +524,8 @@ impl Daemon {
                 .labels
                 .insert("enforcement".into(), "open refused (EPERM)".into());
         }
-        let divergence = self.divergence(session, &job.path);
+        let name = job.path.rsplit('/').next().unwrap_or(&job.path);
+        let divergence = self.divergence(session, action, &job.path, &[name]);
         (std::iter::once(event).chain(divergence).collect(), allowed)
     }
 }
@@ -959,7 +996,7 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
                 while receiver.recv_many(&mut batch, 512).await > 0 {
                     let events: Vec<Event> = batch
                         .drain(..)
-                        .map(|observed| daemon.observe_exec(observed))
+                        .flat_map(|observed| daemon.observe_exec(observed))
                         .collect();
                     if let Err(e) = daemon.record(events).await {
                         tracing::error!(error = %e, "cannot record observed execs");
