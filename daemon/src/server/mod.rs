@@ -199,6 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         declared: Mutex::new(HashMap::new()),
     });
     collectors::start_process_collector(&daemon);
+    release_freed_memory();
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
 
     let _watcher = watch_policy_dir(daemon.clone());
@@ -727,6 +728,7 @@ impl Daemon {
                     "policy reloaded"
                 );
                 *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+                release_freed_memory();
             }
             Err(errors) => {
                 for error in &errors {
@@ -1048,5 +1050,15 @@ async fn poll_policy_dir(daemon: Arc<Daemon>) {
         if changed {
             reload_in_background(&daemon).await;
         }
+    }
+}
+
+/// Compiling the policy and the redaction rules needs several times the memory the compiled
+/// forms keep; glibc holds on to what was freed unless asked to give it back.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
