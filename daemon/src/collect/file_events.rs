@@ -23,7 +23,7 @@ pub struct FileEvents {
 }
 
 /// How long a batch of events waits before its pids are looked up.
-const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
 
 const MASK: u64 = libc::FAN_CREATE
     | libc::FAN_DELETE
@@ -87,7 +87,9 @@ impl FileEvents {
         watched: &dyn Fn(u32) -> bool,
         each: &mut dyn FnMut(FileChange),
     ) -> io::Error {
-        let mut buffer = vec![0u8; 256 * 1024];
+        // Large enough that one read per SETTLE keeps up with the kernel's queue (16,384
+        // events of ~64 bytes).
+        let mut buffer = vec![0u8; 1 << 20];
         let header = std::mem::size_of::<libc::fanotify_event_metadata>();
         loop {
             // SAFETY: reading into a buffer we own, of the length given.

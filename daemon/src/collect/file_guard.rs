@@ -9,6 +9,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::protected_paths::Mark;
 
+/// How long the guard keeps polling after an event before it sleeps (see `serve`).
+const SPIN_AFTER_EVENT: std::time::Duration = std::time::Duration::from_micros(50);
+
 pub struct FileGuard {
     fd: OwnedFd,
 }
@@ -60,7 +63,7 @@ impl FileGuard {
         // SAFETY: fanotify_init with constant flags; the fd is owned right away.
         let fd = unsafe {
             libc::fanotify_init(
-                libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
+                libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK,
                 (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
             )
         };
@@ -116,6 +119,7 @@ impl FileGuard {
     ) -> io::Error {
         let mut buffer = vec![0u8; 64 * 1024];
         let header = std::mem::size_of::<libc::fanotify_event_metadata>();
+        let mut last_event = std::time::Instant::now();
         loop {
             // SAFETY: reading into a buffer we own, of the length given.
             let read = unsafe {
@@ -127,11 +131,30 @@ impl FileGuard {
             };
             if read < 0 {
                 let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                match error.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    // Opens come in bursts (a program reading its config, a shell's
+                    // redirections): a sleeping thread on an idle CPU takes tens of µs to wake,
+                    // which every held open would pay. So after an event the thread keeps
+                    // looking for SPIN_AFTER_EVENT before it sleeps.
+                    io::ErrorKind::WouldBlock if last_event.elapsed() < SPIN_AFTER_EVENT => {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    io::ErrorKind::WouldBlock => {
+                        let mut waiting = libc::pollfd {
+                            fd: self.fd.as_raw_fd(),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one pollfd we own.
+                        unsafe { libc::poll(&mut waiting, 1, -1) };
+                        continue;
+                    }
+                    _ => return error,
                 }
-                return error;
             }
+            last_event = std::time::Instant::now();
             let mut offset = 0;
             while offset + header <= read as usize {
                 // SAFETY: the kernel wrote whole metadata records; read_unaligned copes with
