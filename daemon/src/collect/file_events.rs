@@ -20,8 +20,12 @@ pub struct FileEvents {
     filesystems: std::sync::RwLock<HashMap<[i32; 2], OwnedFd>>,
     /// Events the kernel dropped because its queue was full.
     overflows: Arc<AtomicU64>,
+    /// Directory handle (with its fsid) → path, and when it was looked up.
+    directories: std::sync::Mutex<HashMap<Vec<u8>, (String, std::time::Instant)>>,
 }
 
+/// How long a directory's path is taken from the cache (see `FileEvents::directory`).
+const DIRECTORY_KEPT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a batch of events waits before its pids are looked up.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -37,7 +41,13 @@ impl FileEvents {
         // SAFETY: fanotify_init with constant flags; the fd is owned right away.
         let fd = unsafe {
             libc::fanotify_init(
-                libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_REPORT_DFID_NAME,
+                // Unlimited: a burst (a checkout, `npm install`) waits in the kernel instead of
+                // being lost in an overflow that cannot say how many events it took; quintd
+                // drains the queue and counts, one by one, what it cannot record.
+                libc::FAN_CLASS_NOTIF
+                    | libc::FAN_CLOEXEC
+                    | libc::FAN_REPORT_DFID_NAME
+                    | libc::FAN_UNLIMITED_QUEUE,
                 (libc::O_RDONLY | libc::O_CLOEXEC) as u32,
             )
         };
@@ -49,6 +59,7 @@ impl FileEvents {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             filesystems: Default::default(),
             overflows: Default::default(),
+            directories: Default::default(),
         })
     }
 
@@ -90,6 +101,7 @@ impl FileEvents {
         // Large enough that one read per SETTLE keeps up with the kernel's queue (16,384
         // events of ~64 bytes).
         let mut buffer = vec![0u8; 1 << 20];
+        let mut changes = Vec::with_capacity(3);
         let header = std::mem::size_of::<libc::fanotify_event_metadata>();
         loop {
             // SAFETY: reading into a buffer we own, of the length given.
@@ -136,25 +148,18 @@ impl FileEvents {
                 if !watched(pid) {
                     continue;
                 }
-                if let Some(change) = self.parse(pid, event.mask, record) {
+                self.parse(pid, event.mask, record, &mut changes);
+                for change in changes.drain(..) {
                     each(change);
                 }
             }
         }
     }
 
-    fn parse(&self, pid: u32, mask: u64, mut infos: &[u8]) -> Option<FileChange> {
-        let change = if mask & libc::FAN_RENAME != 0 {
-            Change::Renamed
-        } else if mask & libc::FAN_CREATE != 0 {
-            Change::Created
-        } else if mask & libc::FAN_DELETE != 0 {
-            Change::Deleted
-        } else if mask & libc::FAN_CLOSE_WRITE != 0 {
-            Change::Written
-        } else {
-            return None;
-        };
+    /// The changes one event stands for. The kernel merges events on the same entry by the
+    /// same process while they wait in its queue: a file created, written and deleted at once
+    /// arrives as one event with all three bits, and is reported as its creation and deletion.
+    fn parse(&self, pid: u32, mask: u64, mut infos: &[u8], out: &mut Vec<FileChange>) {
         let (mut path, mut from) = (None, None);
         // Info records: header (type, pad, len), fsid, file_handle, then the name.
         while infos.len() >= 4 {
@@ -174,17 +179,60 @@ impl FileEvents {
                 _ => {}
             }
         }
-        Some(FileChange {
-            pid: Some(pid),
-            change,
-            path: path.or_else(|| from.clone())?,
-            from: if change == Change::Renamed {
-                from
-            } else {
-                None
-            },
-            directory: mask & libc::FAN_ONDIR != 0,
-        })
+        let Some(path) = path.or_else(|| from.clone()) else {
+            return;
+        };
+        let directory = mask & libc::FAN_ONDIR != 0;
+        let mut push = |change: Change, from: Option<String>| {
+            out.push(FileChange {
+                pid: Some(pid),
+                change,
+                path: path.clone(),
+                from,
+                directory,
+            })
+        };
+        // A creation includes what was written before the close.
+        if mask & libc::FAN_CREATE != 0 {
+            push(Change::Created, None);
+        } else if mask & libc::FAN_CLOSE_WRITE != 0 {
+            push(Change::Written, None);
+        }
+        if mask & libc::FAN_RENAME != 0 {
+            push(Change::Renamed, from);
+        }
+        if mask & libc::FAN_DELETE != 0 {
+            push(Change::Deleted, None);
+        }
+    }
+
+    /// The path of the directory a handle names. A busy directory (a build, a checkout) is
+    /// named by thousands of events a second: its path is kept for `DIRECTORY_KEPT`, so a
+    /// directory renamed meanwhile is reported under its old name for at most that long.
+    fn directory(&self, fsid: [i32; 2], fsid_and_handle: &[u8]) -> String {
+        let mut known = self.directories.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((path, at)) = known.get(fsid_and_handle) {
+            if at.elapsed() < DIRECTORY_KEPT {
+                return path.clone();
+            }
+        }
+        let Some(path) = self
+            .filesystems
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fsid)
+            .and_then(|mount| open_directory(mount, &fsid_and_handle[8..]))
+        else {
+            return "…".to_string();
+        };
+        if known.len() >= 4096 {
+            known.clear();
+        }
+        known.insert(
+            fsid_and_handle.to_vec(),
+            (path.clone(), std::time::Instant::now()),
+        );
+        path
     }
 
     /// A DFID_NAME record as a path: the directory from its handle, then the name. A directory
@@ -208,13 +256,7 @@ impl FileEvents {
             .position(|b| *b == 0)
             .unwrap_or(name_bytes.len());
         let name = String::from_utf8_lossy(&name_bytes[..name_end]);
-        let directory = self
-            .filesystems
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&fsid)
-            .and_then(|mount| open_directory(mount, &record[HANDLE_AT..name_at]))
-            .unwrap_or_else(|| "…".to_string());
+        let directory = self.directory(fsid, &record[FSID_AT..name_at]);
         Some(if name.is_empty() || name == "." {
             directory
         } else if directory.ends_with('/') {

@@ -795,7 +795,10 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
         state,
         format!("{how}{scope}"),
         vec![
-            ("change events lost (queue overflow)", source.overflows()),
+            (
+                "overflows of the change queue (each lost an unknown number of changes)",
+                source.overflows(),
+            ),
             ("changes not recorded (recorder behind)", unrecorded.clone()),
         ],
     );
@@ -823,8 +826,11 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
                 let Some(session) = session else {
                     return;
                 };
+                // Nothing waits on this thread but the kernel's queue: it waits for the
+                // recorder, up to a point; past it a change is dropped and counted, so that a
+                // stuck disk cannot make the kernel queue grow without end.
                 if let Some(event) = daemon.observe_change(&session, &change) {
-                    if sender.try_send(event).is_err() {
+                    if !send_patiently(&sender, event) {
                         unrecorded.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -833,6 +839,24 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "file change events could not start");
+    }
+}
+
+/// How long the change thread waits for room in the recorder's queue before it drops a
+/// change (counted).
+const RECORDER_PATIENCE: Duration = Duration::from_secs(2);
+
+fn send_patiently(sender: &mpsc::Sender<Event>, mut event: Event) -> bool {
+    let deadline = Instant::now() + RECORDER_PATIENCE;
+    loop {
+        match sender.try_send(event) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Full(back)) if Instant::now() < deadline => {
+                event = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return false,
+        }
     }
 }
 
