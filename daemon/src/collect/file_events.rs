@@ -159,51 +159,8 @@ impl FileEvents {
     /// The changes one event stands for. The kernel merges events on the same entry by the
     /// same process while they wait in its queue: a file created, written and deleted at once
     /// arrives as one event with all three bits, and is reported as its creation and deletion.
-    fn parse(&self, pid: u32, mask: u64, mut infos: &[u8], out: &mut Vec<FileChange>) {
-        let (mut path, mut from) = (None, None);
-        // Info records: header (type, pad, len), fsid, file_handle, then the name.
-        while infos.len() >= 4 {
-            let kind = infos[0];
-            let length = u16::from_ne_bytes([infos[2], infos[3]]) as usize;
-            if length < 4 || length > infos.len() {
-                break;
-            }
-            let record = &infos[..length];
-            infos = &infos[length..];
-            let resolved = self.resolve(record);
-            match kind {
-                libc::FAN_EVENT_INFO_TYPE_DFID_NAME | libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME => {
-                    path = resolved
-                }
-                libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME => from = resolved,
-                _ => {}
-            }
-        }
-        let Some(path) = path.or_else(|| from.clone()) else {
-            return;
-        };
-        let directory = mask & libc::FAN_ONDIR != 0;
-        let mut push = |change: Change, from: Option<String>| {
-            out.push(FileChange {
-                pid: Some(pid),
-                change,
-                path: path.clone(),
-                from,
-                directory,
-            })
-        };
-        // A creation includes what was written before the close.
-        if mask & libc::FAN_CREATE != 0 {
-            push(Change::Created, None);
-        } else if mask & libc::FAN_CLOSE_WRITE != 0 {
-            push(Change::Written, None);
-        }
-        if mask & libc::FAN_RENAME != 0 {
-            push(Change::Renamed, from);
-        }
-        if mask & libc::FAN_DELETE != 0 {
-            push(Change::Deleted, None);
-        }
+    fn parse(&self, pid: u32, mask: u64, infos: &[u8], out: &mut Vec<FileChange>) {
+        parse_event(pid, mask, infos, |record| self.resolve(record), out)
     }
 
     /// The path of the directory a handle names. A busy directory (a build, a checkout) is
@@ -292,6 +249,61 @@ impl ChangeSource for FileEvents {
     }
 }
 
+/// The changes one event stands for (see `FileEvents::parse`); `resolve` names a DFID_NAME
+/// record's path.
+fn parse_event(
+    pid: u32,
+    mask: u64,
+    mut infos: &[u8],
+    resolve: impl Fn(&[u8]) -> Option<String>,
+    out: &mut Vec<FileChange>,
+) {
+    let (mut path, mut from) = (None, None);
+    // Info records: header (type, pad, len), fsid, file_handle, then the name.
+    while infos.len() >= 4 {
+        let kind = infos[0];
+        let length = u16::from_ne_bytes([infos[2], infos[3]]) as usize;
+        if length < 4 || length > infos.len() {
+            break;
+        }
+        let record = &infos[..length];
+        infos = &infos[length..];
+        let resolved = resolve(record);
+        match kind {
+            libc::FAN_EVENT_INFO_TYPE_DFID_NAME | libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME => {
+                path = resolved
+            }
+            libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME => from = resolved,
+            _ => {}
+        }
+    }
+    let Some(path) = path.or_else(|| from.clone()) else {
+        return;
+    };
+    let directory = mask & libc::FAN_ONDIR != 0;
+    let mut push = |change: Change, from: Option<String>| {
+        out.push(FileChange {
+            pid: Some(pid),
+            change,
+            path: path.clone(),
+            from,
+            directory,
+        })
+    };
+    // A creation includes what was written before the close.
+    if mask & libc::FAN_CREATE != 0 {
+        push(Change::Created, None);
+    } else if mask & libc::FAN_CLOSE_WRITE != 0 {
+        push(Change::Written, None);
+    }
+    if mask & libc::FAN_RENAME != 0 {
+        push(Change::Renamed, from);
+    }
+    if mask & libc::FAN_DELETE != 0 {
+        push(Change::Deleted, None);
+    }
+}
+
 /// A `struct file_handle` (as the kernel wrote it) opened and named through /proc/self/fd.
 fn open_directory(mount: &OwnedFd, handle: &[u8]) -> Option<String> {
     // file_handle wants 4-byte alignment: copy into u32 words.
@@ -328,4 +340,70 @@ fn fsid_of(path: &Path) -> io::Result<[i32; 2]> {
     }
     // SAFETY: fsid_t is two ints; libc keeps its field private.
     Ok(unsafe { std::mem::transmute::<libc::fsid_t, [i32; 2]>(stats.f_fsid) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DFID_NAME info record as the kernel lays it out, naming `name` in a directory.
+    fn record(kind: u8, name: &str) -> Vec<u8> {
+        let mut record = vec![kind, 0, 0, 0];
+        record.extend([0u8; 8]); // fsid
+        record.extend(8u32.to_ne_bytes()); // handle_bytes
+        record.extend(1i32.to_ne_bytes()); // handle_type
+        record.extend([7u8; 8]); // f_handle
+        record.extend(name.as_bytes());
+        record.push(0);
+        while record.len() % 4 != 0 {
+            record.push(0);
+        }
+        let length = record.len() as u16;
+        record[2..4].copy_from_slice(&length.to_ne_bytes());
+        record
+    }
+
+    fn changes(mask: u64, infos: &[u8]) -> Vec<(Change, String, Option<String>)> {
+        let resolve = |record: &[u8]| {
+            let name = &record[28..];
+            let end = name.iter().position(|b| *b == 0).unwrap();
+            Some(format!("/work/{}", String::from_utf8_lossy(&name[..end])))
+        };
+        let mut out = Vec::new();
+        parse_event(42, mask, infos, resolve, &mut out);
+        out.into_iter()
+            .map(|c| (c.change, c.path, c.from))
+            .collect()
+    }
+
+    #[test]
+    fn an_event_the_kernel_merged_is_every_change_it_stands_for() {
+        let infos = record(libc::FAN_EVENT_INFO_TYPE_DFID_NAME, "scratch.txt");
+        let merged = libc::FAN_CREATE | libc::FAN_CLOSE_WRITE | libc::FAN_DELETE;
+        assert_eq!(
+            changes(merged, &infos),
+            [
+                (Change::Created, "/work/scratch.txt".into(), None),
+                (Change::Deleted, "/work/scratch.txt".into(), None)
+            ]
+        );
+        assert_eq!(
+            changes(libc::FAN_CLOSE_WRITE, &infos),
+            [(Change::Written, "/work/scratch.txt".into(), None)]
+        );
+    }
+
+    #[test]
+    fn a_rename_carries_its_old_and_new_names() {
+        let mut infos = record(libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME, "draft.md");
+        infos.extend(record(libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME, "final.md"));
+        assert_eq!(
+            changes(libc::FAN_RENAME, &infos),
+            [(
+                Change::Renamed,
+                "/work/final.md".into(),
+                Some("/work/draft.md".into())
+            )]
+        );
+    }
 }
