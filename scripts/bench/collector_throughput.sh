@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The OS collectors' pipeline under load (needs root): a stand-in agent (a copy of bash named
 # `claude`) runs a generator that creates, writes and deletes files in its workspace as fast
-# as it can, then execs /bin/true in a loop. Every change and exec goes kernel → collector →
-# policy → redaction → SQLite. Printed: events offered (what the generator did), recorded,
-# dropped and counted (quintctl status), and events recorded per second from the first change
-# to the last record.
+# as it can; then it execs /bin/true in a loop. Every change and exec goes kernel → collector
+# → policy → redaction → SQLite. For each phase: what was offered, what was recorded, events
+# recorded per second from the start to the last record, quintd's CPU per event by thread; at
+# the end, what quintctl status counts as dropped.
 #
 # scripts/bench/collector_throughput.sh [files] [execs]
 # BENCH_DIR=/dev/shm puts the workspace on tmpfs (cheaper file operations for the generator,
@@ -21,7 +21,7 @@ cargo build --release --quiet -p quint-daemon --bin quintd --bin quintctl
 bin="$PWD/target/release"
 work=$(mktemp -d "${BENCH_DIR:-/tmp}/quint-bench.XXXXXX")
 quintd_pid=""
-trap '[ -n "$quintd_pid" ] && kill "$quintd_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$quintd_pid" ] && kill "$quintd_pid" 2>/dev/null; wait 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
 mkdir -p "$work/policy.d" "$work/home" "$work/workspace" "$work/bin"
 cp /bin/bash "$work/bin/claude"
 printf 'policy_dir: %s\nlog_level: warn\ncollectors:\n  process: on\n' "$work/policy.d" > "$work/config.yaml"
@@ -70,54 +70,61 @@ threads() {
         printf '%s=%s\n' "$(tr ' ' _ < "$task/comm")" "$(awk '{print $14 + $15}' "$task/stat")"
     done
 }
-threads > "$work/cpu.before"
 if [ -n "${PERF_RECORD:-}" ]; then
     perf record -g -p "$quintd_pid" -o "$PERF_RECORD" 2>/dev/null &
     perf_pid=$!
 fi
-started=$(date +%s.%N)
-(cd "$work/workspace" && "$work/bin/claude" -c "sleep 0.3; $work/generate $files; for i in \$(seq $execs); do /bin/true; done")
-generated=$(date +%s.%N)
-# Wait until the record count stops growing.
-last=""
-still=0
-while [ "$still" -lt 3 ]; do
-    sleep 1
-    now=$(count)
-    if [ "$now" = "$last" ]; then
-        still=$((still + 1))
-    else
-        still=0
-        last="$now"
-        drained=$(date +%s.%N)
-    fi
-done
-[ -n "${perf_pid:-}" ] && kill -INT "$perf_pid" && wait "$perf_pid" || true
-threads > "$work/cpu.after"
-echo "recorded: $last"
-python3 - "$last" "$files" "$execs" "$started" "$generated" "${drained:-$generated}" "$work/cpu.before" "$work/cpu.after" "$(getconf CLK_TCK)" <<'PY'
+# One phase: the stand-in agent runs a script in its workspace; when the record count has not
+# moved for 3 s (polled every 0.2 s), what was recorded in the phase, how fast, and quintd's CPU per event.
+phase() {
+    local name="$1" script="$2" offered="$3"
+    local before_counts started generated drained last now still
+    before_counts=$(count)
+    threads > "$work/cpu.before"
+    started=$(date +%s.%N)
+    (cd "$work/workspace" && "$work/bin/claude" -c "sleep 0.3; $script")
+    generated=$(date +%s.%N)
+    drained="$generated"
+    last=""
+    still=0
+    while [ "$still" -lt 15 ]; do
+        sleep 0.2
+        now=$(count)
+        if [ "$now" = "$last" ]; then
+            still=$((still + 1))
+        else
+            still=0
+            last="$now"
+            drained=$(date +%s.%N)
+        fi
+    done
+    threads > "$work/cpu.after"
+    python3 - "$name" "$offered" "$before_counts" "$last" "$started" "$generated" "$drained" "$work/cpu.before" "$work/cpu.after" "$(getconf CLK_TCK)" <<'PY'
 import collections, sys
-counts = dict(kv.split("=") for kv in sys.argv[1].split())
-files, execs = int(sys.argv[2]), int(sys.argv[3])
-started, generated, drained = map(float, sys.argv[4:7])
-changes = sum(int(c) for k, c in counts.items() if k.startswith("file/"))
-execs_recorded = int(counts.get("process/process.exec", 0))
-total = changes + execs_recorded
-print(f"offered: {files} creates+writes and {files} deletes (the kernel merges a create with its close), {execs} execs")
-print(f"recorded: {changes} file changes, {execs_recorded} execs in {drained - started:.2f} s "
-      f"(generator done after {generated - started:.2f} s): {total / (drained - started):,.0f} events/s")
+name, offered = sys.argv[1], sys.argv[2]
+parse = lambda text: collections.Counter({k: int(v) for k, v in (kv.split("=") for kv in text.split())})
+recorded = parse(sys.argv[4]) - parse(sys.argv[3])
+started, generated, drained = map(float, sys.argv[5:8])
+total = sum(recorded.values())
+elapsed = drained - started - 0.3
+print(f"{name}: offered {offered}; recorded {dict(recorded)}")
+print(f"  {total} events in {elapsed:.2f} s (the agent done after {generated - started - 0.3:.2f} s): "
+      f"{total / elapsed:,.0f} events/s")
 def cpu(path):
     ticks = collections.Counter()
     for line in open(path):
-        name, value = line.strip().rsplit("=", 1)
-        ticks[name] += int(value)
+        thread, value = line.strip().rsplit("=", 1)
+        ticks[thread] += int(value)
     return ticks
-before, after, hz = cpu(sys.argv[7]), cpu(sys.argv[8]), int(sys.argv[9])
-used = {name: (after[name] - before[name]) / hz for name in after}
-print(f"quintd CPU: {sum(used.values()) * 1e6 / total:.1f} us per event in all; by thread, us per event "
-      "(the busiest bounds the rate at 1e6 / that):")
-for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
-    if seconds > 0:
-        print(f"  {name:<20} {seconds * 1e6 / total:6.1f}")
+before, after, hz = cpu(sys.argv[8]), cpu(sys.argv[9]), int(sys.argv[10])
+used = {thread: (after[thread] - before[thread]) / hz for thread in after}
+print(f"  quintd CPU {sum(used.values()) * 1e6 / total:.1f} us per event; by thread (the busiest "
+      "bounds the rate at 1e6 / its figure): " + ", ".join(
+          f"{thread} {seconds * 1e6 / total:.1f}" for thread, seconds in
+          sorted(used.items(), key=lambda kv: -kv[1]) if seconds > 0))
 PY
+}
+phase "file changes" "$work/generate $files" "$files files created, written and deleted (the kernel merges a creation with its close: $((2 * files)) changes)"
+phase "execs" "for i in \$(seq $execs); do /bin/true; done" "$execs execs of /bin/true"
+[ -n "${perf_pid:-}" ] && kill -INT "$perf_pid" && wait "$perf_pid" || true
 { "$bin/quintctl" status --json || true; } | python3 -c 'import json,sys; [print(" ", c["name"], c["state"], "-", c["detail"]) for c in json.load(sys.stdin)["daemon"]["collectors"] if c["name"] in ("process", "file-changes")]' || { echo "quintd log:"; tail -20 "$work/quintd.log"; }

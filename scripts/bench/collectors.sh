@@ -28,7 +28,9 @@ stop_quintd() {
     fi
 }
 trap 'stop_quintd; rm -rf "$work"' EXIT
-mkdir -p "$work/policy.d" "$work/home/.ssh"
+mkdir -p "$work/policy.d" "$work/home/.ssh" "$work/bin"
+# A stand-in agent: a copy of bash under Claude Code's executable name.
+cp /bin/bash "$work/bin/claude"
 echo "Host *" > "$work/home/.ssh/config"
 printf 'policy_dir: %s\nlog_level: warn\ncollectors:\n  process: on\n' "$work/policy.d" > "$work/config.yaml"
 export QUINT_CONFIG="$work/config.yaml" QUINT_STATE_DIR="$work/state" QUINT_SOCKET="$work/quintd.sock" HOME="$work/home"
@@ -44,8 +46,7 @@ start_quintd() {
 }
 # Back to back (a burst: a program reading its files), and spaced 2 ms apart (a lone open,
 # which finds quintd's guard thread asleep and pays for waking it).
-measure_opens() {
-    python3 - "$work/home/.ssh/config" "$opens" <<'PY'
+cat > "$work/measure.py" <<'PY'
 import json, os, sys, time
 path, n = sys.argv[1], int(sys.argv[2])
 for _ in range(2000):
@@ -64,6 +65,8 @@ burst, spaced = timed(n, 0), timed(max(n // 20, 200), 0.002)
 print(json.dumps({"p50_us": burst(0.5), "p99_us": burst(0.99),
                   "spaced_p50_us": spaced(0.5), "spaced_p99_us": spaced(0.99)}))
 PY
+measure_opens() {
+    python3 "$work/measure.py" "$work/home/.ssh/config" "$opens"
 }
 results=()
 for round in $(seq "$rounds"); do
@@ -82,10 +85,18 @@ for k in ("p50_us", "p99_us", "spaced_p50_us", "spaced_p99_us"):
     p, m = statistics.median(r[k] for r in plain), statistics.median(r[k] for r in marked)
     print(f"open() {k[:-3].replace('_', ' ')}: no mark {p:.1f} us, under the mark {m:.1f} us, added {m - p:.1f} us (median of {len(plain)} rounds)")
 PY
+# An agent's own opens under the mark are held while policy decides them (and recorded).
+agent=$("$work/bin/claude" -c "sleep 0.3; python3 $work/measure.py $work/home/.ssh/config 2000")
+python3 - "$agent" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"open() by an agent process, decided by policy and recorded: p50 {r['p50_us']:.1f} us, p99 {r['p99_us']:.1f} us "
+      f"(spaced: p50 {r['spaced_p50_us']:.1f} us, p99 {r['spaced_p99_us']:.1f} us)")
+PY
 echo "idle: quintd with the process collector and the file guard on, ${idle}s"
 ticks0=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
 sleep "$idle"
 ticks1=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$quintd_pid/status")
 python3 -c "import sys; t=($ticks1-$ticks0)/$(getconf CLK_TCK); print(f'idle CPU {100*t/$idle:.2f} % of one core over $idle s, RSS {$rss/1024:.1f} MB')"
-"$bin/quintctl" status --json | python3 -c 'import json,sys; [print(" ", c["name"], c["state"], "-", c["detail"]) for c in json.load(sys.stdin)["daemon"]["collectors"]]'
+{ "$bin/quintctl" status --json || true; } | python3 -c 'import json,sys; [print(" ", c["name"], c["state"], "-", c["detail"]) for c in json.load(sys.stdin)["daemon"]["collectors"]]'

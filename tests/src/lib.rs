@@ -219,6 +219,11 @@ impl Daemon {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
+    /// How it ended, if it has (a crash shows as a signal).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// SIGTERM and wait; returns the exit status code.
     pub fn stop(mut self) -> Option<i32> {
         let mut child = self.child.take()?;

@@ -939,3 +939,87 @@ fn without_root_the_scan_and_notify_fallbacks_still_see_an_agent_and_its_changes
         .unwrap()
         .starts_with("workspace"));
 }
+
+#[test]
+fn the_guard_never_holds_opens_of_quintds_database_even_where_policy_protects_it() {
+    if !permitted() {
+        return;
+    }
+    let _turn = ONE_COLLECTOR_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let env = collector_env();
+    // As the default pack's tamper rules do for /var/lib/quint in an installation.
+    std::fs::write(
+        env.policy_dir.join("state.yaml"),
+        format!(
+            r#"rules:
+  - id: local.quint-state
+    description: Quint's state is not for agents
+    match: {{action: [file.read, file.write], path: "{}/**"}}
+    verdict: deny
+    severity: high
+"#,
+            env.state_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = env.start_daemon();
+    if !connector_active(&env) {
+        return;
+    }
+    // Were the state directory marked, every open of the database's files (by anyone) would
+    // hand quintd a descriptor, and closing it drops the POSIX locks SQLite holds on them in
+    // quintd: the next connection from outside would then truncate the shared-memory index
+    // under quintd's writer (a SIGBUS, seen in the throughput benchmark before this was
+    // fixed). So the database is never held, only its secrets are, one by one: the agent opens
+    // the database unhindered (it is owner-only; the stand-in runs as root) and no event is
+    // recorded for it, while its read of the redaction key is refused.
+    let claude = stand_in(&env, "claude");
+    let database = env.state_dir.join("quint.db");
+    let key = env.state_dir.join("redaction.key");
+    let attempt = Command::new(&claude)
+        .args([
+            "-c",
+            &format!(
+                "sleep 0.3; exec 3< {} && echo database-opened; read -r k < {}; true",
+                database.display(),
+                key.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&attempt.stdout);
+    let stderr = String::from_utf8_lossy(&attempt.stderr);
+    assert!(stdout.contains("database-opened"), "{stdout} {stderr}");
+    assert_eq!(
+        stderr.matches("Operation not permitted").count(),
+        1,
+        "{stderr}"
+    );
+    let mut refused = Vec::new();
+    env.wait_for(Duration::from_secs(10), || {
+        refused = env
+            .events(&[])
+            .into_iter()
+            .filter(|e| e["source"] == "file")
+            .collect();
+        !refused.is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let guarded: Vec<String> = env
+        .events(&[])
+        .into_iter()
+        .filter(|e| e["source"] == "file")
+        .map(|e| target(&e).to_string())
+        .collect();
+    assert_eq!(guarded, [key.display().to_string()]);
+    // And readers from outside come and go while quintd writes.
+    for _ in 0..50 {
+        let _: i64 = env
+            .database()
+            .query_row("SELECT count(*) FROM actions", [], |row| row.get(0))
+            .unwrap();
+    }
+    assert_eq!(daemon.exited(), None, "quintd died:\n{}", env.daemon_log());
+}

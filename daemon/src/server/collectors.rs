@@ -449,13 +449,28 @@ impl Daemon {
         let patterns =
             quint_policy::rules::protected::protected_path_patterns(&self.current_policy().sources)
                 .unwrap_or_default();
-        let mut marks = marks_for(&patterns, &homes());
-        let own = [
-            self.config.state_dir.clone(),
-            self.config.spool_dir(),
-            self.config.policy_dir.clone(),
+        let config = &self.config;
+        // Never the state directory itself, whatever policy names: each open under a mark
+        // hands quintd a descriptor of the file, and closing one on the database's files drops
+        // the POSIX locks SQLite holds on them in this process; the next connection from
+        // outside then truncates the shared-memory index under quintd's writer (SIGBUS).
+        let mut marks: Vec<Mark> = marks_for(&patterns, &homes())
+            .into_iter()
+            .filter(|mark| match mark {
+                Mark::Directory(dir) => *dir != config.state_dir,
+                Mark::File(file) => !file.starts_with(&config.state_dir),
+            })
+            .collect();
+        if config.policy_dir.is_dir() {
+            marks.push(Mark::Directory(config.policy_dir.clone()));
+        }
+        // The secrets in the state directory, one by one (the database is owner-only).
+        let keys = [
+            config.redaction_key_path(),
+            config.spool_seal_key_path(),
+            config.audit_key_path(),
         ];
-        marks.extend(own.into_iter().filter(|d| d.is_dir()).map(Mark::Directory));
+        marks.extend(keys.into_iter().filter(|k| k.is_file()).map(Mark::File));
         let mut marked = 0;
         for mark in &marks {
             match guard.protect(mark) {
