@@ -442,7 +442,7 @@ impl Daemon {
     }
 
     /// Directories and files the guard holds opens under: what policy protects (deny and ask
-    /// rules' paths) and Quint's own directories. Returns how many marks are in place.
+    /// rules' paths) and Quint's own files (never its database). Returns how many marks are in place.
     #[cfg(target_os = "linux")]
     fn mark_protected_paths(&self, guard: &crate::collect::file_guard::FileGuard) -> usize {
         use crate::collect::protected_paths::{homes, marks_for, Mark};
@@ -617,7 +617,7 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
         &daemon.file_collector,
         "active",
         format!(
-            "fanotify permission events on {marked} protected paths (policy's deny and ask paths, Quint's own directories); agent processes' opens decided by policy"
+            "fanotify permission events on {marked} protected paths (policy's deny and ask paths, Quint's own files); agent processes' opens decided by policy"
         ),
         vec![
             ("opens allowed because the decision was late", late.clone()),
