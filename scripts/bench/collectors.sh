@@ -85,6 +85,19 @@ for k in ("p50_us", "p99_us", "spaced_p50_us", "spaced_p99_us"):
     p, m = statistics.median(r[k] for r in plain), statistics.median(r[k] for r in marked)
     print(f"open() {k[:-3].replace('_', ' ')}: no mark {p:.1f} us, under the mark {m:.1f} us, added {m - p:.1f} us (median of {len(plain)} rounds)")
 PY
+# While an agent runs, an outsider's open also asks whether the collector has taken in every
+# process started so far (one peek at its socket), to close the placement race.
+"$work/bin/claude" -c "sleep 600" &
+agent_pid=$!
+sleep 1
+with_agent=$(measure_opens)
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+python3 - "$with_agent" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"open() by an outsider while an agent runs: p50 {r['p50_us']:.1f} us, p99 {r['p99_us']:.1f} us "
+      f"(spaced: p50 {r['spaced_p50_us']:.1f} us, p99 {r['spaced_p99_us']:.1f} us)")
+PY
 # An agent's own opens under the mark are held while policy decides them (and recorded).
 agent=$("$work/bin/claude" -c "sleep 0.3; python3 $work/measure.py $work/home/.ssh/config 2000")
 python3 - "$agent" <<'PY'

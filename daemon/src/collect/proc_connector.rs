@@ -5,6 +5,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
@@ -39,6 +41,37 @@ pub enum ProcEvent {
 pub struct ProcConnector {
     socket: OwnedFd,
     buffer: Vec<u8>,
+    progress: Arc<Progress>,
+}
+
+/// Whether every process event the kernel has sent so far has been taken into the session
+/// table: the kernel queues a fork's event before the child can run, so once this holds, a
+/// process the table does not know is in no agent session. Readable from other threads.
+pub struct Progress {
+    /// A duplicate of the socket, for peeking.
+    socket: OwnedFd,
+    /// Set before the collector takes anything off the socket, cleared once it has processed
+    /// everything and found the socket empty.
+    busy: AtomicBool,
+}
+
+impl Progress {
+    pub fn caught_up(&self) -> bool {
+        // The socket first: an event already taken off it is covered by `busy`, which was set
+        // before it was taken and is cleared only after it was processed.
+        let mut byte = 0u8;
+        // SAFETY: a zero-or-one byte peek into a byte we own; nothing is dequeued.
+        let peeked = unsafe {
+            libc::recv(
+                self.socket.as_raw_fd(),
+                &mut byte as *mut u8 as *mut libc::c_void,
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        let empty = peeked < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock;
+        empty && !self.busy.load(Ordering::SeqCst)
+    }
 }
 
 impl ProcConnector {
@@ -92,9 +125,14 @@ impl ProcConnector {
                 break;
             }
         }
+        let progress = Arc::new(Progress {
+            socket: socket.try_clone()?,
+            busy: AtomicBool::new(false),
+        });
         let connector = ProcConnector {
             socket,
             buffer: vec![0; 64 * 1024],
+            progress,
         };
         connector.listen()?;
         Ok(connector)
@@ -132,9 +170,37 @@ impl ProcConnector {
         Ok(())
     }
 
-    /// Blocks for the next datagram and returns the events in it. `ENOBUFS` means the kernel
-    /// dropped events because we fell behind: reported to the caller, who counts it.
-    pub fn next_events(&mut self, events: &mut Vec<ProcEvent>) -> io::Result<()> {
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Marks the collector idle and blocks until an event arrives, then marks it busy: call
+    /// only when `next_events` has found the socket empty.
+    pub fn wait(&self) -> io::Result<()> {
+        self.progress.busy.store(false, Ordering::SeqCst);
+        let mut waiting = libc::pollfd {
+            fd: self.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one pollfd we own.
+            if unsafe { libc::poll(&mut waiting, 1, -1) } >= 0 {
+                break;
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+        self.progress.busy.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The events of the next datagram, without waiting: `Ok(false)` when the socket is empty.
+    /// `ENOBUFS` means the kernel dropped events because we fell behind: reported to the
+    /// caller, who counts it.
+    pub fn next_events(&mut self, events: &mut Vec<ProcEvent>) -> io::Result<bool> {
         events.clear();
         // SAFETY: receiving into a buffer we own, of the length given.
         let received = unsafe {
@@ -142,14 +208,18 @@ impl ProcConnector {
                 self.socket.as_raw_fd(),
                 self.buffer.as_mut_ptr() as *mut libc::c_void,
                 self.buffer.len(),
-                0,
+                libc::MSG_DONTWAIT,
             )
         };
         if received < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::WouldBlock => Ok(false),
+                _ => Err(error),
+            };
         }
         parse_datagram(&self.buffer[..received as usize], events);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -269,14 +339,20 @@ mod tests {
                 return;
             }
         };
+        let progress = connector.progress();
         let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
+        // The fork's event is queued before the child runs: not caught up until it is read.
+        assert!(!progress.caught_up());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let (mut forked, mut execed) = (false, false);
         let mut events = Vec::new();
         while !(forked && execed) && std::time::Instant::now() < deadline {
-            connector.next_events(&mut events).unwrap();
+            if !connector.next_events(&mut events).unwrap() {
+                connector.wait().unwrap();
+                continue;
+            }
             for event in &events {
                 match *event {
                     ProcEvent::Fork { child, .. } if child == pid => forked = true,

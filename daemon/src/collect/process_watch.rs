@@ -39,6 +39,8 @@ pub struct Running {
     pub dropped: Arc<AtomicU64>,
     /// Which process is in which session, kept current by the collector thread.
     pub members: super::process::SessionMembers,
+    /// Whether the collector has placed every process started so far.
+    pub caught_up: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// Where process starts come from: the platform's event stream, or a periodic scan. Each
@@ -47,6 +49,11 @@ pub trait ProcessSource: Send + 'static {
     /// `active` (every event) or `fallback` (a scan that misses short-lived processes), and
     /// what it does, for `quintctl status`.
     fn describe(&self) -> (&'static str, String);
+    /// Whether every process started so far has been placed in the session table (so an
+    /// unknown pid belongs to no agent). A scan can never say: it answers true.
+    fn caught_up(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        Arc::new(|| true)
+    }
     /// Follows processes until it fails or quintd can no longer take observations.
     fn follow(
         self: Box<Self>,
@@ -116,6 +123,7 @@ pub fn spawn(
         }
     }
     let (state, detail) = source.describe();
+    let caught_up = source.caught_up();
     {
         let dropped = dropped.clone();
         std::thread::Builder::new()
@@ -127,6 +135,7 @@ pub fn spawn(
         detail,
         dropped,
         members,
+        caught_up,
     })
 }
 
@@ -170,6 +179,11 @@ impl ProcessSource for ProcConnector {
         ("active", "proc connector: every fork, exec and exit".into())
     }
 
+    fn caught_up(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let progress = self.progress();
+        Arc::new(move || progress.caught_up())
+    }
+
     fn follow(
         self: Box<Self>,
         table: SessionTable,
@@ -192,7 +206,15 @@ fn follow_connector(
     let mut events = Vec::new();
     loop {
         match connector.next_events(&mut events) {
-            Ok(()) => {}
+            Ok(true) => {}
+            // Everything sent so far is in the table: idle until more comes.
+            Ok(false) => match connector.wait() {
+                Ok(()) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "process collector stopped");
+                    return;
+                }
+            },
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                 dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("the kernel dropped process events: the collector fell behind");

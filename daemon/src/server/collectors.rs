@@ -385,6 +385,10 @@ impl Daemon {
 /// kernel hands the guard one event at a time).
 #[cfg(target_os = "linux")]
 const DECISION_DEADLINE: Duration = Duration::from_millis(250);
+/// How long an open by a process the collector does not know waits for the collector to
+/// catch up (only while agents run and the collector is behind).
+#[cfg(target_os = "linux")]
+const PLACEMENT_WAIT: Duration = Duration::from_millis(5);
 /// Protected paths are marked again this often: a file replaced by rename loses its mark, and
 /// a directory created since (a first `aws configure`) has none yet.
 #[cfg(target_os = "linux")]
@@ -596,7 +600,11 @@ impl Daemon {
 /// guard thread answers everyone else at once; agent processes' opens go to a decider thread
 /// and wait for it at most `DECISION_DEADLINE`.
 #[cfg(target_os = "linux")]
-fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::SessionMembers) {
+fn start_file_guard(
+    daemon: &Arc<Daemon>,
+    members: crate::collect::process::SessionMembers,
+    caught_up: Arc<dyn Fn() -> bool + Send + Sync>,
+) {
     use crate::collect::file_guard::FileGuard;
     let guard = match FileGuard::open() {
         Ok(guard) => Arc::new(guard),
@@ -613,6 +621,7 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
     let marked = daemon.mark_protected_paths(&guard);
     let late = Arc::new(AtomicU64::new(0));
     let unrecorded = Arc::new(AtomicU64::new(0));
+    let unplaced = Arc::new(AtomicU64::new(0));
     Daemon::set_collector(
         &daemon.file_collector,
         "active",
@@ -622,6 +631,10 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
         vec![
             ("opens allowed because the decision was late", late.clone()),
             ("guarded opens not recorded (recorder behind)", unrecorded.clone()),
+            (
+                "opens answered before the process collector had caught up",
+                unplaced.clone(),
+            ),
         ],
     );
     tracing::info!(marks = marked, "file guard active");
@@ -675,8 +688,7 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
         .name("quintd-file-guard".into())
         .spawn(move || {
             // Only the members map, kept current by the collector thread: a lookup in /proc
-            // here would cost every open under the marks ~20 µs (measured). An agent process
-            // that opens before the collector has placed it is not held (docs/collectors.md).
+            // here would cost every open under the marks ~20 µs (measured).
             let session_of = |pid: u32| {
                 members
                     .read()
@@ -684,7 +696,28 @@ fn start_file_guard(daemon: &Arc<Daemon>, members: crate::collect::process::Sess
                     .get(&pid)
                     .cloned()
             };
-            let watched = |pid: u32| session_of(pid).is_some();
+            // An agent's fresh process can open before the collector thread has read its fork.
+            // The kernel queues a fork's event before the child runs, so once the collector
+            // has taken in everything queued, an unknown pid is in no session. While agents
+            // run and the collector is behind, wait for it (briefly), then look again.
+            let watched = |pid: u32| {
+                if session_of(pid).is_some() {
+                    return true;
+                }
+                let agents_running = !members.read().unwrap_or_else(|e| e.into_inner()).is_empty();
+                if !agents_running || caught_up() {
+                    return false;
+                }
+                let deadline = Instant::now() + PLACEMENT_WAIT;
+                while !caught_up() {
+                    if Instant::now() >= deadline {
+                        unplaced.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+                session_of(pid).is_some()
+            };
             let error = guard.serve(watched, |request| {
                 let Some(session) = session_of(request.pid) else {
                     return true;
@@ -1017,7 +1050,7 @@ pub(super) fn start_process_collector(daemon: &Arc<Daemon>) {
             *daemon.members.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(running.members.clone());
             #[cfg(target_os = "linux")]
-            start_file_guard(daemon, running.members.clone());
+            start_file_guard(daemon, running.members.clone(), running.caught_up.clone());
             #[cfg(not(target_os = "linux"))]
             Daemon::set_collector(
                 &daemon.file_collector,
