@@ -99,6 +99,15 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "macOS: cargo check and clippy for aarch64-apple-darwin (Rust only, not linked)"
+macos=0
+scripts/check-macos.sh || macos=$?
+case "$macos" in
+    0) ;;
+    2) echo "SKIPPED: the macOS standard library could not be installed (see above)" ;;
+    *) exit "$macos" ;;
+esac
+
 step "build binaries for the end-to-end tests"
 cargo build --workspace --bins
 

@@ -17,7 +17,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-#[cfg(target_os = "linux")]
 use crate::config::Config;
 use crate::policy_layers::{self, LoadedPolicy};
 use crate::protocol::{
