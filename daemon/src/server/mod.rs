@@ -205,6 +205,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(poll_policy_dir(daemon.clone()));
     tokio::spawn(ingest_spool_periodically(daemon.clone()));
     tokio::spawn(checkpoint_periodically(writer_tx.clone()));
+    tokio::spawn(release_freed_memory_periodically());
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -1049,6 +1050,17 @@ async fn poll_policy_dir(daemon: Arc<Daemon>) {
         if changed {
             reload_in_background(&daemon).await;
         }
+    }
+}
+
+/// What a burst (a build's file changes, a busy agent) allocated and freed goes back to the
+/// kernel once a minute, so an idle quintd stays small.
+async fn release_freed_memory_periodically() {
+    let mut interval = tokio::time::interval(Duration::from_secs(60));
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let _ = tokio::task::spawn_blocking(release_freed_memory).await;
     }
 }
 
