@@ -127,7 +127,7 @@ impl Rule {
 /// Bytes with ASCII classes (`\w`, `\s`, `\d`, `\b`, `(?i)`): secrets are ASCII, and the
 /// Unicode tables made the compiled rules several times larger. A match may then end inside a
 /// multi-byte character; it is widened to whole characters where it is used.
-fn build_rule_regex(pattern: &str) -> Result<meta::Regex, regex_automata::meta::BuildError> {
+fn build_rule_regex(pattern: &str) -> Result<meta::Regex, String> {
     meta::Regex::builder()
         .syntax(
             regex_automata::util::syntax::Config::new()
@@ -145,6 +145,7 @@ fn build_rule_regex(pattern: &str) -> Result<meta::Regex, regex_automata::meta::
                 .hybrid_cache_capacity(256 << 10),
         )
         .build(pattern)
+        .map_err(|e| e.to_string())
 }
 
 /// A secret found in a text.
