@@ -744,6 +744,19 @@ rules:
         assert!(!redacted.contains("lefttok") && !redacted.contains("ABCDEFGH"));
     }
 
+    #[test]
+    fn a_secret_with_multibyte_characters_is_redacted_whole() {
+        let redactor = Redactor::builtin(b"device-key").unwrap();
+        let text = "export DB_PASSWORD=\"pässwörd-ünïcode-9f3Kq2\" # ok";
+        let (redacted, findings) = redactor.redact(text);
+        assert_eq!(findings.len(), 1, "{redacted}");
+        assert!(
+            !redacted.contains("wörd") && !redacted.contains("9f3Kq2"),
+            "{redacted}"
+        );
+        assert!(redacted.ends_with("\" # ok"), "{redacted}");
+    }
+
     /// The hard negatives the issue names, each in a context that mentions secrets.
     #[test]
     fn hard_negatives_come_back_unchanged() {

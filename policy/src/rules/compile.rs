@@ -512,6 +512,37 @@ rules:
 "#;
 
     #[test]
+    fn command_patterns_use_ascii_classes_unless_a_pattern_asks_for_unicode() {
+        let rules = r#"
+rules:
+  - id: words.ascii
+    description: a word after rm
+    match: {action: process.exec, command: '^rm\s+\w+$'}
+    verdict: deny
+    severity: low
+  - id: words.unicode
+    description: a word after shred, any script
+    match: {action: process.exec, command: '^shred\s+(?u:\w)+$'}
+    verdict: deny
+    severity: low
+"#;
+        let policy = Policy::compile(&[source("w.yaml", rules)]).unwrap();
+        let exec = |command: &str| {
+            let mut event =
+                Event::new(Source::Process, "claude-code", ActionType::ProcessExec, "s");
+            event.target = Some(command.into());
+            policy.evaluate(&event).decision
+        };
+        assert_eq!(exec("rm notes"), Decision::Deny);
+        // `\w` is ASCII: a Cyrillic name is not a word to it…
+        assert_eq!(exec("rm заметки"), Decision::Allow);
+        // …unless the pattern turns Unicode on.
+        assert_eq!(exec("shred заметки"), Decision::Deny);
+        // `\s` is ASCII whitespace, as for shells: a no-break space does not separate words.
+        assert_eq!(exec("rm\u{a0}notes"), Decision::Allow);
+    }
+
+    #[test]
     fn strongest_verdict_wins_and_home_expands() {
         let policy = Policy::compile(&[source("a.yaml", SSH)]).unwrap();
         let verdict = policy.evaluate(&read("/home/ana/.ssh/id_rsa"));
