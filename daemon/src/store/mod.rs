@@ -82,6 +82,9 @@ pub fn open_database(path: &Path, synchronous: &str) -> anyhow::Result<Connectio
     // Once a checkpoint has copied everything, the WAL is cut back to this size.
     conn.pragma_update(None, "journal_size_limit", 4 << 20)?;
     conn.pragma_update(None, "synchronous", synchronous)?;
+    // Appends touch the right edge of each table and index: 512 KB of cache (the default is
+    // 2 MB) keeps quintd small at no measured cost to the writer.
+    conn.pragma_update(None, "cache_size", -512)?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     conn.busy_handler(Some(retry_briefly))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
