@@ -4,7 +4,8 @@
 #   1. open() latency for a process outside any agent session, of a file in a directory under
 #      the file guard's permission mark, against the same open with no mark (quintd stopped);
 #      rounds alternate so machine noise hits both;
-#   2. an idle quintd with every collector on: CPU over 60 s and resident memory.
+#   2. an idle quintd with every collector on: CPU over 60 s and resident memory, from start
+#      and after the activity of 1.
 #
 # scripts/bench/collectors.sh [opens per round] [rounds] [idle seconds]
 set -euo pipefail
@@ -68,6 +69,17 @@ PY
 measure_opens() {
     python3 "$work/measure.py" "$work/home/.ssh/config" "$opens"
 }
+# Idle from start: nothing happens but the machine's own life.
+idle_measure() {
+    local label="$1" ticks0 ticks1 rss
+    ticks0=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
+    sleep "$idle"
+    ticks1=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$quintd_pid/status")
+    python3 -c "t=($ticks1-$ticks0)/$(getconf CLK_TCK); print(f'idle $label: CPU {100*t/$idle:.2f} % of one core over $idle s, RSS {$rss/1024:.1f} MB')"
+}
+start_quintd
+idle_measure "from start"
 results=()
 for round in $(seq "$rounds"); do
     stop_quintd
@@ -106,10 +118,5 @@ r = json.loads(sys.argv[1])
 print(f"open() by an agent process, decided by policy and recorded: p50 {r['p50_us']:.1f} us, p99 {r['p99_us']:.1f} us "
       f"(spaced: p50 {r['spaced_p50_us']:.1f} us, p99 {r['spaced_p99_us']:.1f} us)")
 PY
-echo "idle: quintd with the process collector and the file guard on, ${idle}s"
-ticks0=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
-sleep "$idle"
-ticks1=$(awk '{print $14 + $15}' "/proc/$quintd_pid/stat")
-rss=$(awk '/VmRSS/ {print $2}' "/proc/$quintd_pid/status")
-python3 -c "import sys; t=($ticks1-$ticks0)/$(getconf CLK_TCK); print(f'idle CPU {100*t/$idle:.2f} % of one core over $idle s, RSS {$rss/1024:.1f} MB')"
+idle_measure "after the activity above"
 { "$bin/quintctl" status --json || true; } | python3 -c 'import json,sys; [print(" ", c["name"], c["state"], "-", c["detail"]) for c in json.load(sys.stdin)["daemon"]["collectors"]]'

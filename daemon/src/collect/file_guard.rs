@@ -1,5 +1,5 @@
-//! Enforcement on `open()`: fanotify permission events (`FAN_OPEN_PERM`, `FAN_OPEN_EXEC_PERM`)
-//! on the directories that hold credentials. The kernel holds every open under a mark until
+//! Enforcement on `open()` on Linux: fanotify permission events (`FAN_OPEN_PERM`,
+//! `FAN_OPEN_EXEC_PERM`) on the paths policy protects (`OpenGuard`). The kernel holds every open under a mark until
 //! quintd answers, so the answer for a process outside any agent session is given at once,
 //! before anything else is looked at; only agent processes are decided by policy. If quintd
 //! dies, the kernel drops the marks with the fanotify group and pending opens proceed.
@@ -7,6 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::open_guard::{OpenGuard, OpenRequest};
 use super::protected_paths::Mark;
 
 /// How long the guard keeps polling after an event before it sleeps (see `serve`).
@@ -14,13 +15,6 @@ const SPIN_AFTER_EVENT: std::time::Duration = std::time::Duration::from_micros(5
 
 pub struct FileGuard {
     fd: OwnedFd,
-}
-
-/// One open waiting for an answer.
-pub struct OpenRequest<'a> {
-    pub pid: u32,
-    pub path: &'a str,
-    pub exec: bool,
 }
 
 /// Whether a process blocked in an open (as it is while its permission event waits for us)
@@ -76,9 +70,8 @@ impl FileGuard {
         })
     }
 
-    /// Holds opens under `mark`: a directory's direct children (a directory mark covers no
-    /// deeper), or one file.
-    pub fn protect(&self, mark: &Mark) -> io::Result<()> {
+    /// A directory mark covers the directory's direct children, no deeper.
+    fn mark(&self, mark: &Mark) -> io::Result<()> {
         let (path, flags, events) = match mark {
             Mark::Directory(dir) => (
                 dir,
@@ -112,10 +105,10 @@ impl FileGuard {
     /// Answers opens for ever. `watched(pid)` false answers allow at once, before the path is
     /// even looked up (the common case: the process is in no agent session); otherwise
     /// `allow(request)` false means EPERM for that open. Returns only when reading fails.
-    pub fn serve(
+    fn answer(
         &self,
-        watched: impl Fn(u32) -> bool,
-        mut allow: impl FnMut(&OpenRequest) -> bool,
+        watched: &dyn Fn(u32) -> bool,
+        allow: &mut dyn FnMut(&OpenRequest) -> bool,
     ) -> io::Error {
         let mut buffer = vec![0u8; 64 * 1024];
         let header = std::mem::size_of::<libc::fanotify_event_metadata>();
@@ -202,5 +195,19 @@ impl FileGuard {
                 }
             }
         }
+    }
+}
+
+impl OpenGuard for FileGuard {
+    fn protect(&self, mark: &Mark) -> io::Result<()> {
+        self.mark(mark)
+    }
+
+    fn serve(
+        &self,
+        watched: &dyn Fn(u32) -> bool,
+        allow: &mut dyn FnMut(&OpenRequest) -> bool,
+    ) -> io::Error {
+        self.answer(watched, allow)
     }
 }

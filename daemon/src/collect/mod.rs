@@ -6,6 +6,7 @@ pub mod changes;
 pub mod file_events;
 #[cfg(target_os = "linux")]
 pub mod file_guard;
+pub mod open_guard;
 #[cfg(target_os = "linux")]
 pub mod proc_connector;
 pub mod process;

@@ -448,7 +448,7 @@ impl Daemon {
     /// Directories and files the guard holds opens under: what policy protects (deny and ask
     /// rules' paths) and Quint's own files (never its database). Returns how many marks are in place.
     #[cfg(target_os = "linux")]
-    fn mark_protected_paths(&self, guard: &crate::collect::file_guard::FileGuard) -> usize {
+    fn mark_protected_paths(&self, guard: &dyn crate::collect::open_guard::OpenGuard) -> usize {
         use crate::collect::protected_paths::{homes, marks_for, Mark};
         let patterns =
             quint_policy::rules::protected::protected_path_patterns(&self.current_policy().sources)
@@ -605,8 +605,8 @@ fn start_file_guard(
     members: crate::collect::process::SessionMembers,
     caught_up: Arc<dyn Fn() -> bool + Send + Sync>,
 ) {
-    use crate::collect::file_guard::FileGuard;
-    let guard = match FileGuard::open() {
+    use crate::collect::open_guard::OpenGuard;
+    let guard: Arc<dyn OpenGuard> = match crate::collect::file_guard::FileGuard::open() {
         Ok(guard) => Arc::new(guard),
         Err(e) => {
             Daemon::set_collector(
@@ -618,7 +618,7 @@ fn start_file_guard(
             return;
         }
     };
-    let marked = daemon.mark_protected_paths(&guard);
+    let marked = daemon.mark_protected_paths(guard.as_ref());
     let late = Arc::new(AtomicU64::new(0));
     let unrecorded = Arc::new(AtomicU64::new(0));
     let unplaced = Arc::new(AtomicU64::new(0));
@@ -681,7 +681,7 @@ fn start_file_guard(
         .name("quintd-file-marks".into())
         .spawn(move || loop {
             std::thread::sleep(REMARK_INTERVAL);
-            remarker.0.mark_protected_paths(&remarker.1);
+            remarker.0.mark_protected_paths(remarker.1.as_ref());
         });
 
     let spawned = std::thread::Builder::new()
@@ -718,7 +718,7 @@ fn start_file_guard(
                 }
                 session_of(pid).is_some()
             };
-            let error = guard.serve(watched, |request| {
+            let error = guard.serve(&watched, &mut |request| {
                 let Some(session) = session_of(request.pid) else {
                     return true;
                 };
