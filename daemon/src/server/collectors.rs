@@ -354,9 +354,11 @@ impl Daemon {
         }
         // What the agent itself starts must be something it declared; what those start in
         // turn is theirs. Quint's own hook, started by the agent, declares itself.
+        // argv[0], or the executable when the process was gone before its argv was read.
         let program = process
             .argv
             .first()
+            .or(process.exe.as_ref())
             .map(|a| a.rsplit('/').next().unwrap_or(a))
             .unwrap_or_default();
         let script = process
@@ -365,17 +367,20 @@ impl Daemon {
             .find(|pair| pair[0] == "-c")
             .map(|pair| pair[1].as_str())
             .unwrap_or_default();
-        let divergence =
-            (!session_start && parent == Some(session.root_pid) && program != "quintctl")
-                .then(|| {
-                    self.divergence(
-                        &session,
-                        ActionType::ProcessExec,
-                        &process.command_line(),
-                        &[program, script],
-                    )
-                })
-                .flatten();
+        // A process gone before anything of it was read cannot be compared.
+        let divergence = (!session_start
+            && parent == Some(session.root_pid)
+            && !program.is_empty()
+            && program != "quintctl")
+            .then(|| {
+                self.divergence(
+                    &session,
+                    ActionType::ProcessExec,
+                    &process.command_line(),
+                    &[program, script],
+                )
+            })
+            .flatten();
         std::iter::once(event).chain(divergence).collect()
     }
 }
