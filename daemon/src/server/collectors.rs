@@ -871,6 +871,7 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
                     .get(&pid)
                     .cloned()
             };
+            let mut shedding = false;
             let error = source.serve(&|pid| session_of(pid).is_some(), &mut |change| {
                 let session = match change.pid {
                     Some(pid) => session_of(pid),
@@ -879,11 +880,19 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
                 let Some(session) = session else {
                     return;
                 };
-                // Nothing waits on this thread but the kernel's queue: it waits for the
-                // recorder, up to a point; past it a change is dropped and counted, so that a
-                // stuck disk cannot make the kernel queue grow without end.
+                // Nothing waits on this thread but the kernel's queue, which holds every
+                // process's changes: it waits for the recorder up to a point. Past it the
+                // change is dropped and counted, and so is every next one the recorder has no
+                // room for at once, until it has room again: a stuck disk must not stop the
+                // queue from draining.
                 if let Some(event) = daemon.observe_change(&session, &change) {
-                    if !send_patiently(&sender, event) {
+                    let recorded = if shedding {
+                        sender.try_send(event).is_ok()
+                    } else {
+                        send_patiently(&sender, event)
+                    };
+                    shedding = !recorded;
+                    if !recorded {
                         unrecorded.fetch_add(1, Ordering::Relaxed);
                     }
                 }
