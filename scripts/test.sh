@@ -72,6 +72,15 @@ else
     echo "installed $(target/st-venv/bin/schemathesis --version) into target/st-venv"
 fi
 
+step "cfn-lint for the AWS template test"
+if [ ! -x target/cfn-venv/bin/cfn-lint ]; then
+    mkdir -p target
+    python3 -m venv target/cfn-venv 2>/dev/null || { apt_install python3-venv; python3 -m venv target/cfn-venv; }
+    target/cfn-venv/bin/pip install -q 'cfn-lint==1.*'
+fi
+export QUINT_TEST_CFN_LINT="$PWD/target/cfn-venv/bin/cfn-lint"
+echo "using $("$QUINT_TEST_CFN_LINT" --version)"
+
 step "npm packages for the MCP gateway tests"
 # Real MCP software from npm (the official SDK, server-filesystem, server-everything), pinned by
 # tests/mcp/package-lock.json, for the end-to-end tests of `quintctl mcp wrap`. Installs Debian's
