@@ -77,15 +77,21 @@ fn collector_running() -> Option<(
     QuintEnv,
     quint_e2e::Daemon,
 )> {
+    let (turn, env) = collector_turn()?;
+    let daemon = env.start_daemon();
+    connector_active(&env).then_some((turn, env, daemon))
+}
+
+/// This test's turn and a private installation configured for the collector, quintd not yet
+/// started (the test sets up files or policy first): `None` without root.
+fn collector_turn() -> Option<(std::sync::MutexGuard<'static, ()>, QuintEnv)> {
     if !permitted() {
         return None;
     }
     let turn = ONE_COLLECTOR_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
-    let daemon = env.start_daemon();
-    connector_active(&env).then_some((turn, env, daemon))
+    Some((turn, collector_env()))
 }
 
 /// The stand-in agent with the private installation's environment, as a real agent's hooks
@@ -228,18 +234,14 @@ fn an_agents_descendants_share_its_session_and_a_denied_exec_is_stopped() {
 
 #[test]
 fn an_interpreter_launched_agent_is_recognised_by_its_entry_script() {
-    if !permitted() {
-        return;
-    }
     let node = std::env::var("QUINT_TEST_NODE").unwrap_or_else(|_| "node".into());
     if Command::new(&node).arg("--version").output().is_err() {
         eprintln!("SKIPPED: node is not installed");
         return;
     }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
+    let Some((_turn, env)) = collector_turn() else {
+        return;
+    };
     let _daemon = env.start_daemon();
     let package = env
         .dir
@@ -456,13 +458,9 @@ fn an_undeclared_read_of_a_protected_file_or_exec_raises_a_divergence_alert() {
 
 #[test]
 fn an_agent_cannot_modify_its_hook_settings_and_the_attempt_is_a_tamper_event() {
-    if !permitted() {
+    let Some((_turn, env)) = collector_turn() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
+    };
     let settings = env.home.join(".claude/settings.json");
     std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
     let original = "{\"hooks\": {\"PreToolUse\": []}}\n";
@@ -598,13 +596,9 @@ fn an_agents_creates_writes_renames_and_deletes_are_recorded_in_its_session() {
 
 #[test]
 fn paths_a_local_rule_protects_are_guarded_at_any_depth_and_quints_own_files_are_refused() {
-    if !permitted() {
+    let Some((_turn, env)) = collector_turn() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
+    };
     let vault = env.home.join("vault/team/deep");
     std::fs::create_dir_all(&vault).unwrap();
     std::fs::write(vault.join("token"), "vault-token\n").unwrap();
@@ -702,13 +696,9 @@ fn paths_a_local_rule_protects_are_guarded_at_any_depth_and_quints_own_files_are
 
 #[test]
 fn a_decision_past_the_deadline_lets_the_open_through_and_is_counted() {
-    if !permitted() {
+    let Some((_turn, env)) = collector_turn() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
+    };
     let ssh = env.home.join(".ssh");
     std::fs::create_dir_all(&ssh).unwrap();
     std::fs::write(ssh.join("id_rsa"), "KEY\n").unwrap();
@@ -845,18 +835,14 @@ fn quintctl_sessions_shows_a_running_agents_process_tree() {
 
 #[test]
 fn without_root_the_scan_and_notify_fallbacks_still_see_an_agent_and_its_changes() {
-    if !permitted() {
-        return;
-    }
     if Command::new("setpriv").arg("--version").output().is_err() {
         eprintln!("SKIPPED: setpriv (util-linux) is needed to run quintd as another user");
         return;
     }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let Some((_turn, env)) = collector_turn() else {
+        return;
+    };
     const NOBODY: u32 = 65534;
-    let env = collector_env();
     // The scan, as where the proc connector is refused (the kernel here lets any user in).
     std::fs::write(
         &env.config,
@@ -943,13 +929,9 @@ fn without_root_the_scan_and_notify_fallbacks_still_see_an_agent_and_its_changes
 
 #[test]
 fn the_guard_never_holds_opens_of_quintds_database_even_where_policy_protects_it() {
-    if !permitted() {
+    let Some((_turn, env)) = collector_turn() else {
         return;
-    }
-    let _turn = ONE_COLLECTOR_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let env = collector_env();
+    };
     // As the default pack's tamper rules do for /var/lib/quint in an installation.
     std::fs::write(
         env.policy_dir.join("state.yaml"),

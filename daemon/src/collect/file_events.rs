@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::changes::{Change, ChangeSource, FileChange};
+use super::fanotify;
 
 pub struct FileEvents {
     fd: OwnedFd,
@@ -71,8 +72,7 @@ impl FileEvents {
         if filesystems.contains_key(&fsid) {
             return Ok(false);
         }
-        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let c_path = fanotify::c_path(path)?;
         // SAFETY: a valid fanotify fd and a NUL-terminated path.
         let marked = unsafe {
             libc::fanotify_mark(
@@ -102,42 +102,16 @@ impl FileEvents {
         // events of ~64 bytes).
         let mut buffer = vec![0u8; 1 << 20];
         let mut changes = Vec::with_capacity(3);
-        let header = std::mem::size_of::<libc::fanotify_event_metadata>();
         loop {
-            // SAFETY: reading into a buffer we own, of the length given.
-            let read = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    buffer.as_mut_ptr() as *mut libc::c_void,
-                    buffer.len(),
-                )
+            let read = match fanotify::read(&self.fd, &mut buffer) {
+                Ok(read) => read,
+                Err(error) => return error,
             };
-            if read < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return error;
-            }
             // The process collector places a new process when it reads the fork, on another
             // thread: a quick `mv` can reach us first. Letting the batch settle costs latency
             // only (the kernel keeps queueing meanwhile).
             std::thread::sleep(SETTLE);
-            let mut offset = 0;
-            let read = read as usize;
-            while offset + header <= read {
-                // SAFETY: the kernel wrote whole records; read_unaligned copes with alignment.
-                let event: libc::fanotify_event_metadata = unsafe {
-                    std::ptr::read_unaligned(
-                        buffer[offset..].as_ptr() as *const libc::fanotify_event_metadata
-                    )
-                };
-                let length = event.event_len as usize;
-                if length < header || offset + length > read {
-                    break;
-                }
-                let record = &buffer[offset + header..offset + length];
-                offset += length;
+            for (event, record) in fanotify::events(&buffer[..read]) {
                 if event.mask & libc::FAN_Q_OVERFLOW != 0 {
                     self.overflows
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -331,8 +305,7 @@ fn open_directory(mount: &OwnedFd, handle: &[u8]) -> Option<String> {
 }
 
 fn fsid_of(path: &Path) -> io::Result<[i32; 2]> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c_path = fanotify::c_path(path)?;
     // SAFETY: statfs fills the struct we own.
     let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stats) } < 0 {

@@ -7,6 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::fanotify;
 use super::open_guard::{OpenGuard, OpenRequest};
 use super::protected_paths::Mark;
 
@@ -84,8 +85,7 @@ impl FileGuard {
                 libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM,
             ),
         };
-        let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let path = fanotify::c_path(path)?;
         // SAFETY: a valid fanotify fd and a NUL-terminated path.
         let marked = unsafe {
             libc::fanotify_mark(
@@ -111,30 +111,18 @@ impl FileGuard {
         allow: &mut dyn FnMut(&OpenRequest) -> bool,
     ) -> io::Error {
         let mut buffer = vec![0u8; 64 * 1024];
-        let header = std::mem::size_of::<libc::fanotify_event_metadata>();
         let mut last_event = std::time::Instant::now();
         loop {
-            // SAFETY: reading into a buffer we own, of the length given.
-            let read = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    buffer.as_mut_ptr() as *mut libc::c_void,
-                    buffer.len(),
-                )
-            };
-            if read < 0 {
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::Interrupted => continue,
-                    // Opens come in bursts (a program reading its config, a shell's
-                    // redirections): a sleeping thread on an idle CPU takes tens of µs to wake,
-                    // which every held open would pay. So after an event the thread keeps
-                    // looking for SPIN_AFTER_EVENT before it sleeps.
-                    io::ErrorKind::WouldBlock if last_event.elapsed() < SPIN_AFTER_EVENT => {
+            let read = match fanotify::read(&self.fd, &mut buffer) {
+                Ok(read) => read,
+                // Opens come in bursts (a program reading its config, a shell's
+                // redirections): a sleeping thread on an idle CPU takes tens of µs to wake,
+                // which every held open would pay. So after an event the thread keeps looking
+                // for SPIN_AFTER_EVENT before it sleeps.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if last_event.elapsed() < SPIN_AFTER_EVENT {
                         std::hint::spin_loop();
-                        continue;
-                    }
-                    io::ErrorKind::WouldBlock => {
+                    } else {
                         let mut waiting = libc::pollfd {
                             fd: self.fd.as_raw_fd(),
                             events: libc::POLLIN,
@@ -142,25 +130,13 @@ impl FileGuard {
                         };
                         // SAFETY: one pollfd we own.
                         unsafe { libc::poll(&mut waiting, 1, -1) };
-                        continue;
                     }
-                    _ => return error,
+                    continue;
                 }
-            }
+                Err(error) => return error,
+            };
             last_event = std::time::Instant::now();
-            let mut offset = 0;
-            while offset + header <= read as usize {
-                // SAFETY: the kernel wrote whole metadata records; read_unaligned copes with
-                // the byte buffer's alignment.
-                let event: libc::fanotify_event_metadata = unsafe {
-                    std::ptr::read_unaligned(
-                        buffer[offset..].as_ptr() as *const libc::fanotify_event_metadata
-                    )
-                };
-                if event.event_len < header as u32 {
-                    break;
-                }
-                offset += event.event_len as usize;
+            for (event, _) in fanotify::events(&buffer[..read]) {
                 if event.fd < 0 {
                     continue;
                 }

@@ -3,6 +3,8 @@
 pub mod agents;
 pub mod changes;
 #[cfg(target_os = "linux")]
+pub mod fanotify;
+#[cfg(target_os = "linux")]
 pub mod file_events;
 #[cfg(target_os = "linux")]
 pub mod file_guard;

@@ -87,18 +87,24 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The session a process is a member of, from the map alone (no /proc read: the file guard
+/// asks this for every open under its marks).
+pub fn member_session(members: &SessionMembers, pid: u32) -> Option<Arc<Session>> {
+    members
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&pid)
+        .cloned()
+}
+
 /// The session of a process or of its nearest ancestor that has one: the collector thread may
 /// not have placed a just-started process yet when the process already acts (a hook call, an
 /// open), but its ancestors were placed long before.
 pub fn session_of_lineage(members: &SessionMembers, pid: u32) -> Option<Arc<Session>> {
     let mut current = pid;
     for _ in 0..16 {
-        if let Some(session) = members
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&current)
-        {
-            return Some(session.clone());
+        if let Some(session) = member_session(members, current) {
+            return Some(session);
         }
         current = parent_pid(current).filter(|p| *p > 1)?;
     }

@@ -231,6 +231,28 @@ impl Daemon {
         Some(event)
     }
 
+    /// An observed action of a session: recorded under the agent's declared id once joined
+    /// (the observed id then labelled `observed_session`), with the session's root as
+    /// `agent_pid`.
+    fn session_event(
+        &self,
+        session: &crate::collect::process::Session,
+        source: Source,
+        action: ActionType,
+        target: String,
+    ) -> Event {
+        let session_id = self.session_id_for(session);
+        let mut event = Event::new(source, &session.platform, action, &session_id);
+        if session_id != session.id {
+            event
+                .labels
+                .insert("observed_session".into(), session.id.clone());
+        }
+        event.agent_pid = Some(session.root_pid);
+        event.target = Some(target);
+        event
+    }
+
     /// The session id process and file events of an observed session are recorded under.
     fn session_id_for(&self, session: &crate::collect::process::Session) -> String {
         self.joins
@@ -303,15 +325,8 @@ impl Daemon {
         if session_start {
             self.watch_changes_in(&session);
         }
-        let session_id = self.session_id_for(&session);
-        let mut event = Event::new(Source::Process, &session.platform, action, &session_id);
-        if session_id != session.id {
-            event
-                .labels
-                .insert("observed_session".into(), session.id.clone());
-        }
-        event.agent_pid = Some(session.root_pid);
-        event.target = Some(process.command_line());
+        let mut event =
+            self.session_event(&session, Source::Process, action, process.command_line());
         let labels = &mut event.labels;
         labels.insert("pid".into(), process.pid.to_string());
         if let Some(ppid) = process.ppid {
@@ -503,15 +518,9 @@ impl Daemon {
         } else {
             ActionType::FileRead
         };
-        let session_id = self.session_id_for(session);
-        let mut event = Event::new(Source::File, &session.platform, action, &session_id);
-        event.agent_pid = Some(session.root_pid);
-        event.target = Some(job.path.clone());
+        let mut event = self.session_event(session, Source::File, action, job.path.clone());
         let labels = &mut event.labels;
         labels.insert("pid".into(), job.pid.to_string());
-        if session_id != session.id {
-            labels.insert("observed_session".into(), session.id.clone());
-        }
         if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", job.pid)) {
             labels.insert("exe".into(), exe.display().to_string());
         }
@@ -579,15 +588,12 @@ impl Daemon {
                 Err(e) => format!("not removed: {e}"),
             }
         };
-        let session_id = self.session_id_for(session);
-        let mut event = Event::new(
+        let mut event = self.session_event(
+            session,
             Source::File,
-            &session.platform,
             ActionType::PolicyTamper,
-            &session_id,
+            change.path.clone(),
         );
-        event.agent_pid = Some(session.root_pid);
-        event.target = Some(change.path.clone());
         event.decision = quint_policy::Decision::Deny;
         event.rule_ids = vec![rule.into()];
         event.risk_score = 90;
@@ -694,13 +700,7 @@ fn start_file_guard(
         .spawn(move || {
             // Only the members map, kept current by the collector thread: a lookup in /proc
             // here would cost every open under the marks ~20 µs (measured).
-            let session_of = |pid: u32| {
-                members
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&pid)
-                    .cloned()
-            };
+            let session_of = |pid: u32| crate::collect::process::member_session(&members, pid);
             // An agent's fresh process can open before the collector thread has read its fork.
             // The kernel queues a fork's event before the child runs, so once the collector
             // has taken in everything queued, an unknown pid is in no session. While agents
@@ -864,13 +864,7 @@ fn start_file_changes(daemon: &Arc<Daemon>, members: crate::collect::process::Se
     let spawned = std::thread::Builder::new()
         .name("quintd-file-changes".into())
         .spawn(move || {
-            let session_of = |pid: u32| {
-                members
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&pid)
-                    .cloned()
-            };
+            let session_of = |pid: u32| crate::collect::process::member_session(&members, pid);
             let mut shedding = false;
             let error = source.serve(&|pid| session_of(pid).is_some(), &mut |change| {
                 let session = match change.pid {
@@ -972,10 +966,7 @@ impl Daemon {
             Change::Deleted => ActionType::FileDelete,
             Change::Renamed => ActionType::FileRename,
         };
-        let session_id = self.session_id_for(session);
-        let mut event = Event::new(Source::File, &session.platform, action, &session_id);
-        event.agent_pid = Some(session.root_pid);
-        event.target = Some(change.path.clone());
+        let mut event = self.session_event(session, Source::File, action, change.path.clone());
         let labels = &mut event.labels;
         match change.pid {
             Some(pid) => labels.insert("pid".into(), pid.to_string()),
@@ -993,9 +984,6 @@ impl Daemon {
         }
         if change.directory {
             labels.insert("directory".into(), "true".into());
-        }
-        if session_id != session.id {
-            labels.insert("observed_session".into(), session.id.clone());
         }
         if let Some(home) = home {
             labels.insert("home".into(), home);
