@@ -101,30 +101,54 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A request body, with axum's rejections (too large, unreadable) turned into `ApiError`s so
-/// every failure answers in the same JSON shape.
+/// A request body of at most `MAX_BODY_BYTES` after decompression, with failures (too
+/// large, unreadable) turned into `ApiError`s so every one answers in the same JSON shape.
 pub struct Body(pub axum::body::Bytes);
 
-/// Parses a JSON request body; a 400 says `what` was wrong and why.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
-}
+/// How much more of a refused body is read (and thrown away) before the answer, and for how
+/// long: closing a connection with unread input makes the kernel reset it, and a client still
+/// sending would lose the 413 with its reason.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        match axum::body::Bytes::from_request(request, state).await {
-            Ok(bytes) => Ok(Body(bytes)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
-                ApiError::too_large("the request body is larger than 10 MB (after decompression)"),
-            ),
-            Err(rejection) => Err(ApiError::bad_request(format!(
-                "cannot read the request body: {}",
-                rejection.body_text()
-            ))),
+    async fn from_request(request: axum::extract::Request, _state: &S) -> Result<Self, ApiError> {
+        use http_body_util::BodyExt;
+        let limit = crate::api::ingest::MAX_BODY_BYTES;
+        let mut body = request.into_body();
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if bytes.len() + data.len() > limit {
+                let drained = async {
+                    let mut thrown = 0;
+                    while let Some(Ok(frame)) = body.frame().await {
+                        thrown += frame.data_ref().map_or(0, |d| d.len());
+                        if thrown > DRAIN_BYTES {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+                return Err(ApiError::too_large(
+                    "the request body is larger than 10 MB (after decompression)",
+                ));
+            }
+            bytes.extend_from_slice(&data);
         }
+        Ok(Body(bytes.into()))
     }
+}
+
+/// Parses a JSON request body; a 400 says `what` was wrong and why.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
 }
 
 /// `axum::extract::Query` whose rejection is an `ApiError` (JSON, 400).

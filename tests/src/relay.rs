@@ -151,15 +151,22 @@ impl Relay {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("quint-relay serve exited ({status}): {}", self.log());
+                panic!("quint-relay serve exited ({status}): {}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("quint-relay serve did not start: {}", self.log());
+        panic!("quint-relay serve did not start: {}", self.log_tail());
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of the relay's log, for failure messages that CI prints whole.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// `quint-relay <args>` with the owner's database URL appended.
@@ -253,7 +260,7 @@ impl Relay {
             Some(body) => agent.run(request.body(body).unwrap()),
             None => agent.run(request.body(()).unwrap()),
         }
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}; relay log:\n{}", self.log()));
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}; relay log:\n{}", self.log_tail()));
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -410,6 +410,9 @@ fn an_undeclared_read_of_a_protected_file_or_exec_raises_a_divergence_alert() {
         config = ssh.join("config").display(),
     );
     let mut agent = agent_with_quint_env(&env, &claude);
+    // Without SHELL, bash looks its user up and reads /etc/passwd: guarded (writing it is
+    // refused) but not a sensitive read, so neither recorded nor an alert.
+    agent.env_remove("SHELL");
     let output = agent.args(["-c", &script]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("Host *"),
@@ -440,6 +443,10 @@ fn an_undeclared_read_of_a_protected_file_or_exec_raises_a_divergence_alert() {
         })
         .collect();
     assert_eq!(alerts.len(), 2, "the undeclared read and exec: {alerts:#?}");
+    assert!(
+        !env.events(&[]).iter().any(|e| target(e) == "/etc/passwd"),
+        "a user lookup's read of /etc/passwd is not recorded"
+    );
     let read = alerts
         .iter()
         .find(|a| a["action_type"] == "file.read")
@@ -725,42 +732,42 @@ fn a_decision_past_the_deadline_lets_the_open_through_and_is_counted() {
         started.elapsed() < Duration::from_secs(3),
         "the open was held too long"
     );
-    let mut late = Value::Null;
-    env.wait_for(Duration::from_secs(10), || {
+    // The shell may open other guarded files on its way (bash reads /etc/passwd when SHELL is
+    // unset), each late too and counted, though only opens policy has something to say about
+    // are recorded: status counts at least what is on record as late.
+    let late_opens = |env: &QuintEnv| -> Option<usize> {
         let status: Value = serde_json::from_slice(&env.ctl(&["status", "--json"]).stdout).unwrap();
-        late = status["daemon"]["collectors"]
+        let file = status["daemon"]["collectors"]
             .as_array()
             .unwrap()
             .iter()
             .find(|c| c["name"] == "file")
             .unwrap()
             .clone();
-        late["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("opens allowed because the decision was late"))
-    });
-    assert!(
-        late["detail"]
-            .as_str()
-            .unwrap()
-            .contains("1 opens allowed because the decision was late"),
-        "{late}"
-    );
-    // The decision, when it came, is on record with what happened.
+        let detail = file["detail"].as_str().unwrap();
+        let before = detail
+            .split(" opens allowed because the decision was late")
+            .next()?;
+        (before.len() < detail.len()).then(|| before.rsplit(' ').next()?.parse().ok())?
+    };
+    const LATE: &str = "none: decided after the deadline, the open went ahead";
     let mut recorded = Vec::new();
+    let mut counted = None;
     env.wait_for(Duration::from_secs(10), || {
         recorded = env
             .events(&[])
             .into_iter()
-            .filter(|e| e["source"] == "file" && target(e).ends_with("id_rsa"))
+            .filter(|e| e["source"] == "file" && e["labels"]["enforcement"] == LATE)
             .collect();
-        !recorded.is_empty()
+        counted = late_opens(&env);
+        counted.is_some_and(|n| n >= recorded.len())
+            && recorded.iter().any(|e| target(e).ends_with("id_rsa"))
     });
-    assert_eq!(
-        recorded[0]["labels"]["enforcement"],
-        "none: decided after the deadline, the open went ahead",
+    assert!(
+        recorded.iter().any(|e| target(e).ends_with("id_rsa")),
         "{recorded:#?}"
     );
+    assert!(counted >= Some(recorded.len()), "{counted:?} {recorded:#?}");
 }
 
 #[test]
@@ -996,7 +1003,12 @@ fn the_guard_never_holds_opens_of_quintds_database_even_where_policy_protects_it
         .filter(|e| e["source"] == "file")
         .map(|e| target(&e).to_string())
         .collect();
-    assert_eq!(guarded, [key.display().to_string()]);
+    assert_eq!(
+        guarded,
+        [key.display().to_string()],
+        "{:#?}",
+        env.events(&[])
+    );
     // And readers from outside come and go while quintd writes.
     for _ in 0..50 {
         let _: i64 = env

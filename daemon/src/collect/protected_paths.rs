@@ -7,6 +7,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use quint_policy::rules::protected::ProtectedPath;
+use quint_policy::ActionType;
+
 /// One fanotify mark.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mark {
@@ -14,6 +17,52 @@ pub enum Mark {
     Directory(PathBuf),
     /// Opens of this file only (an inode mark: a file replaced by rename needs marking again).
     File(PathBuf),
+}
+
+/// Where an agent's open is sensitive (worth a divergence alert when undeclared): under the
+/// marks of the patterns policy protects for that kind of access. A file guarded only against
+/// writes (`/etc/passwd`, which every user lookup reads) is not a sensitive read.
+#[derive(Debug, Default)]
+pub struct SensitivePlaces {
+    read: BTreeSet<Mark>,
+    write: BTreeSet<Mark>,
+    exec: BTreeSet<Mark>,
+}
+
+impl SensitivePlaces {
+    pub fn new(protected: &[ProtectedPath], homes: &[PathBuf]) -> SensitivePlaces {
+        let marks = |actions: &[ActionType]| -> BTreeSet<Mark> {
+            let patterns: Vec<String> = protected
+                .iter()
+                .filter(|p| actions.iter().any(|&a| p.protects(a)))
+                .map(|p| p.pattern.clone())
+                .collect();
+            marks_for(&patterns, homes).into_iter().collect()
+        };
+        SensitivePlaces {
+            read: marks(&[ActionType::FileRead]),
+            write: marks(&[
+                ActionType::FileWrite,
+                ActionType::FileDelete,
+                ActionType::FileRename,
+                ActionType::PolicyTamper,
+            ]),
+            exec: marks(&[ActionType::ProcessExec]),
+        }
+    }
+
+    /// Whether an open of `path` for `action` falls under a mark made for that action.
+    pub fn covers(&self, action: ActionType, path: &Path) -> bool {
+        let marks = match action {
+            ActionType::FileRead => &self.read,
+            ActionType::ProcessExec => &self.exec,
+            _ => &self.write,
+        };
+        marks.contains(&Mark::File(path.to_path_buf()))
+            || path
+                .parent()
+                .is_some_and(|dir| marks.contains(&Mark::Directory(dir.to_path_buf())))
+    }
 }
 
 /// Directories walked per pattern, and marks in all: bounds on what a broad pattern costs.

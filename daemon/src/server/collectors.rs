@@ -469,16 +469,20 @@ impl Daemon {
     /// rules' paths) and Quint's own files (never its database). Returns how many marks are in place.
     #[cfg(target_os = "linux")]
     fn mark_protected_paths(&self, guard: &dyn crate::collect::open_guard::OpenGuard) -> usize {
-        use crate::collect::protected_paths::{homes, marks_for, Mark};
-        let patterns =
-            quint_policy::rules::protected::protected_path_patterns(&self.current_policy().sources)
+        use crate::collect::protected_paths::{homes, marks_for, Mark, SensitivePlaces};
+        let protected =
+            quint_policy::rules::protected::protected_paths(&self.current_policy().sources)
                 .unwrap_or_default();
+        let homes = homes();
+        *self.sensitive.lock().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(SensitivePlaces::new(&protected, &homes));
+        let patterns: Vec<String> = protected.into_iter().map(|p| p.pattern).collect();
         let config = &self.config;
         // Never the state directory itself, whatever policy names: each open under a mark
         // hands quintd a descriptor of the file, and closing one on the database's files drops
         // the POSIX locks SQLite holds on them in this process; the next connection from
         // outside then truncates the shared-memory index under quintd's writer (SIGBUS).
-        let mut marks: Vec<Mark> = marks_for(&patterns, &homes())
+        let mut marks: Vec<Mark> = marks_for(&patterns, &homes)
             .into_iter()
             .filter(|mark| match mark {
                 Mark::Directory(dir) => *dir != config.state_dir,
@@ -530,6 +534,14 @@ impl Daemon {
         if let Some(home) = owner.and_then(home_of) {
             labels.insert("home".into(), home);
         }
+        // Where policy protects this kind of access; elsewhere (a read of a file guarded only
+        // against writes, like /etc/passwd that every user lookup reads) an open policy has
+        // nothing to say about is let through unrecorded.
+        let sensitive = self
+            .sensitive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .covers(action, Path::new(&job.path));
         let (mut event, allowed, tamper) = match self.own_file(Path::new(&job.path), write) {
             OwnFile::Allowed => return (Vec::new(), true),
             OwnFile::Refused(rule) => {
@@ -543,6 +555,9 @@ impl Daemon {
             OwnFile::NotOurs => {
                 let policy = self.current_policy();
                 let (event, verdict) = self.decide_one(&policy, event);
+                if !sensitive && verdict.rule_ids.is_empty() {
+                    return (Vec::new(), true);
+                }
                 let allowed = verdict.decision != quint_policy::Decision::Deny;
                 let tamper = verdict.rule_ids.iter().any(|r| r.starts_with("tamper."));
                 (event, allowed, tamper)
@@ -557,8 +572,12 @@ impl Daemon {
                 .labels
                 .insert("enforcement".into(), "open refused (EPERM)".into());
         }
+        // Quint's own files are always sensitive.
+        let sensitive = sensitive || tamper;
         let name = job.path.rsplit('/').next().unwrap_or(&job.path);
-        let divergence = self.divergence(session, action, &job.path, &[name]);
+        let divergence = sensitive
+            .then(|| self.divergence(session, action, &job.path, &[name]))
+            .flatten();
         (std::iter::once(event).chain(divergence).collect(), allowed)
     }
 }

@@ -86,6 +86,8 @@ pub struct Daemon {
     /// What each session declared recently (hooks, MCP): target and arguments as text, to tell
     /// an observed access the agent announced from one it did not.
     declared: Mutex<HashMap<String, std::collections::VecDeque<(Instant, String)>>>,
+    /// Where an undeclared open is worth a divergence alert (refreshed with the guard's marks).
+    sensitive: Mutex<Arc<crate::collect::protected_paths::SensitivePlaces>>,
 }
 
 /// How far back a declared action explains an observed one.
@@ -196,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         members: Mutex::new(None),
         joins: Mutex::new(HashMap::new()),
         declared: Mutex::new(HashMap::new()),
+        sensitive: Mutex::new(Arc::default()),
     });
     collectors::start_process_collector(&daemon);
     release_freed_memory();

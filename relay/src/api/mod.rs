@@ -8,7 +8,7 @@ pub mod tenant;
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use tower_http::decompression::RequestDecompressionLayer;
@@ -49,8 +49,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::metrics::count_requests,
         ))
-        // The limit applies to the decompressed body, so a gzip bomb stops at 10 MB too.
-        .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
+        // Bodies are read decompressed (error::Body), so a gzip bomb stops at 10 MB too.
         .layer(RequestDecompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
