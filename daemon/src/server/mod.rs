@@ -87,6 +87,7 @@ pub struct Daemon {
     /// an observed access the agent announced from one it did not.
     declared: Mutex<HashMap<String, std::collections::VecDeque<(Instant, String)>>>,
     /// Where an undeclared open is worth a divergence alert (refreshed with the guard's marks).
+    #[cfg(target_os = "linux")]
     sensitive: Mutex<Arc<crate::collect::protected_paths::SensitivePlaces>>,
 }
 
@@ -198,6 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         members: Mutex::new(None),
         joins: Mutex::new(HashMap::new()),
         declared: Mutex::new(HashMap::new()),
+        #[cfg(target_os = "linux")]
         sensitive: Mutex::new(Arc::default()),
     });
     collectors::start_process_collector(&daemon);
