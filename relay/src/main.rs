@@ -4,14 +4,18 @@
 mod admin;
 mod api;
 mod auth;
+mod aws;
 mod cache;
 mod db;
 mod error;
 mod metrics;
 mod migrate;
 mod notify;
+mod sink;
+mod sns;
 mod state;
 mod tokens;
+mod writer;
 
 use std::sync::Arc;
 
@@ -52,7 +56,18 @@ enum Command {
         /// it each process caches for itself; both are invalidated at once on revocation).
         #[arg(long, env = "REDIS_URL")]
         redis_url: Option<String>,
+        /// Where accepted events go: `postgres` (written here) or `sns` (published to
+        /// --sns-topic-arn for `quint-relay sink` workers to write).
+        #[arg(long, env = "QUINT_BUS", value_enum, default_value_t = BusKind::Postgres)]
+        bus: BusKind,
+        /// The SNS FIFO topic for `--bus sns` (AWS_ENDPOINT_URL, AWS_REGION and the usual AWS
+        /// credentials apply).
+        #[arg(long, env = "QUINT_SNS_TOPIC_ARN", required_if_eq("bus", "sns"))]
+        sns_topic_arn: Option<String>,
     },
+    /// Drain an SQS FIFO queue subscribed to the bus into Postgres. Run as a login role IN
+    /// ROLE quint_app, like `serve`.
+    Sink(sink::SinkArgs),
     /// Tenant administration (owner role).
     Admin {
         #[command(subcommand)]
@@ -67,11 +82,36 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum BusKind {
+    Postgres,
+    Sns,
+}
+
 #[derive(Subcommand)]
 enum AdminCommand {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// AWS resources for the SNS bus.
+    Aws {
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AwsCommand {
+    /// Create the SNS FIFO topic, the sink queue with its dead-letter queue, their raw
+    /// subscription and an example alert-only queue (idempotent). For development against a
+    /// local endpoint (AWS_ENDPOINT_URL); production uses packaging/aws/quint-relay.yaml.
+    Bootstrap {
+        /// Prefix of every resource name.
+        #[arg(long, default_value = "quint")]
+        name: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -142,6 +182,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate_limit,
             rate_burst,
             redis_url,
+            bus,
+            sns_topic_arn,
         } => {
             let pool = db::pool(&database_url, pool_size)?;
             let cache = Arc::new(match &redis_url {
@@ -152,11 +194,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => cache::Cache::local(),
             });
             let policy_changes = notify::start(database_url.clone(), cache.clone());
+            let bus = match (bus, sns_topic_arn) {
+                (BusKind::Sns, Some(topic)) => {
+                    tracing::info!(%topic, "accepted events go to SNS");
+                    state::Bus::Sns(Arc::new(sns::Publisher::new(
+                        &aws::sdk_config().await,
+                        topic,
+                    )))
+                }
+                _ => state::Bus::Postgres,
+            };
             serve(
-                state::AppState::new(pool, rate_limit, rate_burst, policy_changes, cache),
+                state::AppState::new(pool, rate_limit, rate_burst, policy_changes, cache, bus),
                 &listen,
             )
             .await?
+        }
+        Command::Sink(args) => sink::run(args).await?,
+        Command::Admin {
+            command:
+                AdminCommand::Aws {
+                    command: AwsCommand::Bootstrap { name, json },
+                },
+        } => {
+            let created = aws::bootstrap(&aws::sdk_config().await, &name).await?;
+            if json {
+                println!("{}", serde_json::to_string(&created)?);
+            } else {
+                println!("topic          {}", created.topic_arn);
+                println!("sink queue     {}", created.sink_queue_url);
+                println!("dead letters   {}", created.dead_letter_queue_url);
+                println!(
+                    "alert queue    {}  (deny and alert only)",
+                    created.alert_queue_url
+                );
+            }
         }
         Command::Admin {
             command: AdminCommand::Tenant { command },
@@ -246,7 +318,7 @@ async fn serve(state: state::AppState, listen: &str) -> anyhow::Result<()> {
 }
 
 /// SIGTERM or Ctrl-C: stop accepting, finish what is in flight.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {

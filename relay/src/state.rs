@@ -15,6 +15,13 @@ use crate::cache::Cache;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
+/// Where ingest puts accepted events: straight into Postgres, or onto SNS for sink workers.
+#[derive(Clone)]
+pub enum Bus {
+    Postgres,
+    Sns(Arc<crate::sns::Publisher>),
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub pool: deadpool_postgres::Pool,
@@ -24,6 +31,8 @@ pub struct AppState {
     pub policy_changes: tokio::sync::broadcast::Sender<Uuid>,
     /// Token lookups and policy documents (cache.rs).
     pub cache: Arc<Cache>,
+    /// Where ingest puts accepted events.
+    pub bus: Bus,
     /// Failed token lookups per peer address: past the budget the address is refused before
     /// any database work, so guessing tokens cannot load Postgres.
     failed_lookups: Arc<DefaultKeyedRateLimiter<IpAddr>>,
@@ -41,6 +50,7 @@ impl AppState {
         burst: u32,
         policy_changes: tokio::sync::broadcast::Sender<Uuid>,
         cache: Arc<Cache>,
+        bus: Bus,
     ) -> AppState {
         let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap())
             .allow_burst(NonZeroU32::new(burst.max(1)).unwrap());
@@ -50,6 +60,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             policy_changes,
             cache,
+            bus,
             failed_lookups: Arc::new(DefaultKeyedRateLimiter::keyed(
                 Quota::per_second(NonZeroU32::new(FAILED_LOOKUPS_PER_SECOND).unwrap())
                     .allow_burst(NonZeroU32::new(FAILED_LOOKUPS_BURST).unwrap()),
