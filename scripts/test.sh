@@ -81,6 +81,29 @@ fi
 export QUINT_TEST_CFN_LINT="$PWD/target/cfn-venv/bin/cfn-lint"
 echo "using $("$QUINT_TEST_CFN_LINT" --version)"
 
+step "moto_server for the SNS bus tests"
+# AWS cannot be reached from here: moto[server] from PyPI stands in for SNS and SQS, in
+# target/moto-venv, started on a free port through scripts/lib/moto_server.py (moto with its
+# clock reads made cheap, see there) and stopped on exit.
+if [ ! -x target/moto-venv/bin/moto_server ]; then
+    mkdir -p target
+    python3 -m venv target/moto-venv 2>/dev/null || { apt_install python3-venv; python3 -m venv target/moto-venv; }
+    target/moto-venv/bin/pip install -q 'moto[server]==5.*'
+fi
+moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+target/moto-venv/bin/python scripts/lib/moto_server.py -H 127.0.0.1 -p "$moto_port" >target/moto.log 2>&1 &
+moto_pid=$!
+stop_own_services() {
+    kill "$moto_pid" 2>/dev/null || true
+    [ -n "$own_redis_pid" ] && kill "$own_redis_pid" 2>/dev/null || true
+    private_pg_stop
+}
+trap stop_own_services EXIT
+for _ in $(seq 100); do port_answers "$moto_port" && break; sleep 0.1; done
+port_answers "$moto_port" || { cat target/moto.log >&2; echo "moto_server did not start" >&2; exit 1; }
+export QUINT_TEST_AWS_ENDPOINT="http://127.0.0.1:$moto_port"
+echo "started moto $(target/moto-venv/bin/python -c 'import moto; print(moto.__version__)') on $QUINT_TEST_AWS_ENDPOINT"
+
 step "npm packages for the MCP gateway tests"
 # Real MCP software from npm (the official SDK, server-filesystem, server-everything), pinned by
 # tests/mcp/package-lock.json, for the end-to-end tests of `quintctl mcp wrap`. Installs Debian's

@@ -124,6 +124,11 @@ impl SinkMetrics {
     }
 }
 
+/// A message's id and receipt handle.
+type Handle = (String, String);
+/// Tenant and device of a group of events.
+type Owner = (Uuid, Uuid);
+
 /// A received message: its event, or why it has none.
 struct Received {
     message_id: String,
@@ -175,7 +180,7 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
         queue_url: args.queue_url,
         pool,
         metrics,
-        visibility_timeout: args.visibility_timeout.max(10),
+        visibility_timeout: args.visibility_timeout.max(2),
         batch_size: args.batch_size.clamp(1, 10_000),
         logged: HashSet::new(),
     };
@@ -282,8 +287,8 @@ impl Sink {
             .iter()
             .map(|r| (r.message_id.clone(), r.receipt.clone()))
             .collect();
-        let mut groups: Vec<((Uuid, Uuid), Vec<Event>, Vec<(String, String)>)> = Vec::new();
-        let mut index: HashMap<(Uuid, Uuid), usize> = HashMap::new();
+        let mut groups: Vec<(Owner, Vec<Event>, Vec<Handle>)> = Vec::new();
+        let mut index: HashMap<Owner, usize> = HashMap::new();
         for received in batch {
             match received.parsed {
                 Ok(event) => {

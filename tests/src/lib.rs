@@ -4,6 +4,7 @@
 //! Binaries come from the workspace target dir (`scripts/test.sh` builds them first), or from
 //! `QUINT_BIN_DIR`.
 
+pub mod bus;
 pub mod relay;
 
 use std::io::Write;

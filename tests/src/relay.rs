@@ -128,9 +128,15 @@ impl Relay {
     }
 
     pub fn serve(&mut self, flags: &[&str]) {
+        self.serve_with_env(flags, &[]);
+    }
+
+    /// `serve` with extra environment variables (the AWS settings of the SNS bus).
+    pub fn serve_with_env(&mut self, flags: &[&str], env: &[(String, String)]) {
         let port = free_port();
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(bin("quint-relay"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "serve",
                 "--database-url",
@@ -375,7 +381,7 @@ pub struct Answer {
     pub retry_after: Option<String>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
