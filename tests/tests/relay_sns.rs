@@ -77,14 +77,28 @@ fn session_events(prefix: &str, sessions: usize, per_session: usize) -> Vec<Valu
     events
 }
 
+/// Uploads in batches of 500 as quintd does, resending a batch the relay answered 503 (moto
+/// can be slow enough on a loaded machine for a publish attempt to time out).
 fn ingest(relay: &Relay, device: &Device, events: &[Value]) {
     for batch in events.chunks(500) {
-        let answer = relay.call(
+        let mut answer = relay.call(
             "POST",
             "/v1/ingest",
             Some(&device.token),
             Some(&json!({ "events": batch })),
         );
+        for _ in 0..5 {
+            if answer.status != 503 {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            answer = relay.call(
+                "POST",
+                "/v1/ingest",
+                Some(&device.token),
+                Some(&json!({ "events": batch })),
+            );
+        }
         assert_eq!(answer.status, 200, "{}\n{}", answer.text, relay.log_tail());
         assert_eq!(answer.json["accepted"], batch.len(), "{}", answer.text);
     }
@@ -104,7 +118,7 @@ fn stored(relay: &Relay) -> (i64, i64, i64) {
 }
 
 fn wait_stored(bus: &Bus, expected: i64, sinks: &[&Sink]) {
-    let done = wait_until(Duration::from_secs(120), || {
+    let done = wait_until(Duration::from_secs(300), || {
         stored(&bus.relay).0 >= expected && bus.moto.depth(&bus.resources.sink_queue_url) == (0, 0)
     });
     assert!(
