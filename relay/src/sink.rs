@@ -356,8 +356,13 @@ impl Sink {
                     .with_label_values(&["write_failed"])
                     .inc_by(events.len() as u64);
                 tracing::warn!(%tenant, %device, count = events.len(), error = %e.message, "writing events failed; they come back from the queue");
-                self.change_visibility(messages, RETRY_VISIBILITY_SECONDS)
-                    .await;
+                change_visibility(
+                    &self.sqs,
+                    &self.queue_url,
+                    messages,
+                    RETRY_VISIBILITY_SECONDS,
+                )
+                .await;
             }
         }
     }
@@ -397,10 +402,6 @@ impl Sink {
                     .inc_by(failed as u64);
             }
         }
-    }
-
-    async fn change_visibility(&self, messages: &[(String, String)], seconds: i32) {
-        change_visibility(&self.sqs, &self.queue_url, messages, seconds).await;
     }
 }
 

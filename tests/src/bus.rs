@@ -4,7 +4,7 @@
 //! which moto answers without checking signatures.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -185,17 +185,14 @@ impl Sink {
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return sink;
-            }
-            if let Some(status) = sink.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("quint-relay sink exited ({status}): {}", sink.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("quint-relay sink did not start: {}", sink.log());
+        let log = sink.log.clone();
+        crate::wait_for_listener(
+            sink.child.as_mut().unwrap(),
+            port,
+            "quint-relay sink",
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        );
+        sink
     }
 
     pub fn log(&self) -> String {

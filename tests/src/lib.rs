@@ -198,16 +198,33 @@ impl QuintEnv {
     }
 
     /// Polls `check` until it returns true or the timeout passes.
-    pub fn wait_for(&self, timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if check() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        check()
+    pub fn wait_for(&self, timeout: Duration, check: impl FnMut() -> bool) -> bool {
+        wait_until(timeout, check)
     }
+}
+
+/// Polls `check` every 100 ms until it returns true or the timeout passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+/// Waits until `child` accepts connections on `port`; panics with its log if it exits or
+/// does not listen within 20 s.
+pub fn wait_for_listener(child: &mut Child, port: u16, what: &str, log: impl Fn() -> String) {
+    let listening = wait_until(Duration::from_secs(20), || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited ({status}): {}", log());
+        }
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(listening, "{what} did not start: {}", log());
 }
 
 /// A running quintd, killed when dropped.

@@ -5,7 +5,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -151,17 +151,13 @@ impl Relay {
             .unwrap();
         self.child = Some(child);
         self.base_url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("quint-relay serve exited ({status}): {}", self.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("quint-relay serve did not start: {}", self.log_tail());
+        let log = self.log.clone();
+        crate::wait_for_listener(
+            self.child.as_mut().unwrap(),
+            port,
+            "quint-relay serve",
+            || tail(&std::fs::read_to_string(&log).unwrap_or_default()),
+        );
     }
 
     pub fn log(&self) -> String {
@@ -170,9 +166,7 @@ impl Relay {
 
     /// The last lines of the relay's log, for failure messages that CI prints whole.
     pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        tail(&self.log())
     }
 
     /// `quint-relay <args>` with the owner's database URL appended.
@@ -379,6 +373,12 @@ pub struct Answer {
     pub json: Value,
     pub text: String,
     pub retry_after: Option<String>,
+}
+
+/// The last 30 lines of a log, for failure messages that CI prints whole.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
 pub fn free_port() -> u16 {

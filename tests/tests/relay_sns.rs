@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quint_e2e::bus::{Moto, Resources, Sink};
 use quint_e2e::relay::{event, Device, Relay};
+use quint_e2e::wait_until;
 use serde_json::{json, Value};
 
 static NAMES: AtomicUsize = AtomicUsize::new(0);
@@ -38,17 +39,6 @@ fn bus() -> Option<Bus> {
         resources,
         relay,
     })
-}
-
-fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    check()
 }
 
 /// `sessions` sessions of `per_session` events each, interleaved as a device would send them;
