@@ -9,7 +9,13 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-pub async fn sdk_config() -> SdkConfig {
+/// One attempt of a call that does not wait on purpose (publish, create, delete).
+pub const SHORT_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// `attempt_timeout` bounds one HTTP attempt. It must exceed any long poll made with the
+/// client: an attempt abandoned while SQS answers leaves the messages it received hidden for
+/// a whole visibility timeout.
+pub async fn sdk_config(attempt_timeout: Duration) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -18,9 +24,8 @@ pub async fn sdk_config() -> SdkConfig {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                // Above the sink's 20 s long poll.
-                .operation_timeout(Duration::from_secs(30))
+                .operation_attempt_timeout(attempt_timeout)
+                .operation_timeout(attempt_timeout * 3)
                 .build(),
         )
         .load()

@@ -200,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (BusKind::Sns, Some(topic)) => {
                     tracing::info!(%topic, "accepted events go to SNS");
                     state::Bus::Sns(Arc::new(sns::Publisher::new(
-                        &aws::sdk_config().await,
+                        &aws::sdk_config(aws::SHORT_ATTEMPT).await,
                         topic,
                     )))
                 }
@@ -219,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     command: AwsCommand::Bootstrap { name, json },
                 },
         } => {
-            let created = aws::bootstrap(&aws::sdk_config().await, &name).await?;
+            let created = aws::bootstrap(&aws::sdk_config(aws::SHORT_ATTEMPT).await, &name).await?;
             if json {
                 println!("{}", serde_json::to_string(&created)?);
             } else {

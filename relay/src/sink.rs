@@ -176,7 +176,9 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<()> {
             .await;
     });
     let mut sink = Sink {
-        sqs: aws_sdk_sqs::Client::new(&crate::aws::sdk_config().await),
+        sqs: aws_sdk_sqs::Client::new(
+            &crate::aws::sdk_config(Duration::from_secs(WAIT_SECONDS as u64 + 10)).await,
+        ),
         queue_url: args.queue_url,
         pool,
         metrics,

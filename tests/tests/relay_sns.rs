@@ -1,7 +1,8 @@
 //! The SNS bus end to end against moto_server: `serve --bus sns` publishes, `sink` writes to
 //! Postgres under row level security. Exactly once per event, per-session order, retries
 //! stored once, crashes and two sinks losing and duplicating nothing, an unreachable SNS
-//! answered 503, the alert-only queue, and unparseable messages left for the dead-letter queue.
+//! answered 503, the alert-only queue, unparseable messages left for the dead-letter queue, and
+//! events sent to an idle sink written at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -363,4 +364,37 @@ fn an_unparseable_message_is_logged_once_and_left_for_the_dead_letter_queue() {
         .count();
     assert_eq!(logged, 1, "{}", sink.log());
     assert_eq!(stored(&bus.relay).0, 0);
+}
+
+#[test]
+fn events_published_while_the_sink_long_polls_are_written_within_seconds() {
+    let Some(bus) = bus() else { return };
+    let relay = &bus.relay;
+    let acme = relay.create_tenant("Acme");
+    let laptop = relay.enroll(&acme, "acme-laptop");
+    let sink = Sink::start(relay, &bus.moto, &bus.resources.sink_queue_url, &[]);
+    // Sent one by one, 6 to 9 s apart, so each lands late in one of the sink's 10 s polls: a
+    // receive its client abandoned mid-poll would hide what it took for the whole 60 s
+    // visibility timeout.
+    let events: Vec<Value> = (0..4)
+        .map(|i| {
+            event(
+                &format!("idle-{i}"),
+                "allow",
+                &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+        })
+        .collect();
+    for (gap, e) in [6, 7, 8, 9].into_iter().zip(&events) {
+        std::thread::sleep(Duration::from_secs(gap));
+        ingest(relay, &laptop, std::slice::from_ref(e));
+    }
+    let written = wait_until(Duration::from_secs(15), || stored(relay).0 == 4);
+    assert!(
+        written,
+        "stored {:?} of 4 within 15 s; queue {:?}; sink log:\n{}",
+        stored(relay),
+        bus.moto.depth(&bus.resources.sink_queue_url),
+        sink.log()
+    );
 }
