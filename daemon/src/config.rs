@@ -254,6 +254,16 @@ impl Config {
         self.state_dir.join("spool-seal.key")
     }
 
+    /// The relay this device is enrolled with and its device token (root-only).
+    pub fn enrollment_path(&self) -> PathBuf {
+        self.state_dir.join("enrollment.json")
+    }
+
+    /// The tenant's policy layer as last fetched from the relay, and its ETag.
+    pub fn tenant_policy_path(&self) -> PathBuf {
+        self.state_dir.join("tenant-policy.json")
+    }
+
     pub fn audit_public_key_path(&self) -> PathBuf {
         self.state_dir.join("audit-signing.pub")
     }

@@ -19,3 +19,12 @@ pub fn create(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.sync_all()?;
     Ok(())
 }
+
+/// Replaces a file atomically (write aside, fsync, rename) with mode 0600: a crash leaves the
+/// old content or the new, never half of either.
+pub fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let aside = path.with_extension("tmp");
+    let _ = fs::remove_file(&aside);
+    create(&aside, bytes)?;
+    fs::rename(&aside, path).with_context(|| format!("replacing {}", path.display()))
+}

@@ -4,6 +4,7 @@ pub mod client;
 pub mod collect;
 pub mod config;
 pub mod ctl;
+pub mod fleet;
 pub mod hook;
 pub mod key_file;
 pub mod mcp;

@@ -1,5 +1,6 @@
 //! Where quintd's policy comes from: the built-in default pack, then `policy.d/*.yaml` in name
-//! order (later layers override rules by id). The last policy that compiled is written as a
+//! order, then the tenant's layer from the relay when enrolled (later layers override rules by
+//! id: the security team's word is last). The last policy that compiled is written as a
 //! snapshot that hooks evaluate in-process when quintd cannot be reached.
 
 use std::fs;
@@ -65,14 +66,52 @@ fn file_error(path: &Path, message: &str) -> PolicyError {
     }
 }
 
-/// The default pack plus the directory's files, compiled; errors name file, line and rule.
-pub fn compile_layers(dir: &Path) -> Result<LoadedPolicy, Vec<PolicyError>> {
+/// The tenant's policy layer as fetched from the relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantLayer {
+    pub yaml: String,
+    pub etag: String,
+    pub fetched_at: String,
+}
+
+/// The name the tenant layer has in errors and status.
+pub const TENANT_LAYER_NAME: &str = "tenant policy (relay)";
+
+impl TenantLayer {
+    /// The stored layer; `None` when there is none (or it cannot be read, which is logged).
+    pub fn load(path: &Path) -> Option<TenantLayer> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::error!(error = %e, path = %path.display(), "cannot read the tenant policy");
+                return None;
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| tracing::error!(error = %e, path = %path.display(), "the stored tenant policy is unreadable"))
+            .ok()
+    }
+}
+
+/// The default pack, the directory's files and the tenant layer, compiled; errors name file,
+/// line and rule.
+pub fn compile_layers(
+    dir: &Path,
+    tenant: Option<&TenantLayer>,
+) -> Result<LoadedPolicy, Vec<PolicyError>> {
     let (local, read_errors) = read_policy_dir(dir);
     if !read_errors.is_empty() {
         return Err(read_errors);
     }
     let mut sources = default_sources();
     sources.extend(local);
+    if let Some(layer) = tenant {
+        sources.push(PolicySource {
+            name: TENANT_LAYER_NAME.into(),
+            text: layer.yaml.clone(),
+        });
+    }
     let policy = Policy::compile(&sources)?;
     Ok(LoadedPolicy {
         policy,

@@ -68,6 +68,19 @@ pub enum Request {
     McpServers,
     /// Agent sessions the process collector is following now, with their process trees.
     Sessions,
+    /// Enroll this device with a relay (root or quintd's own user only).
+    Enroll {
+        relay: String,
+        deploy_token: String,
+    },
+}
+
+/// What `quintctl enroll` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollReply {
+    pub relay: String,
+    pub tenant_id: String,
+    pub device_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +174,8 @@ pub struct DaemonStatus {
     pub active_sessions: Vec<crate::store::outbox::SessionSummary>,
     pub outbox: OutboxStatus,
     pub collectors: Vec<CollectorStatus>,
+    /// The fleet link: enrollment, uploads, tenant policy.
+    pub relay: crate::fleet::LinkStatus,
     pub paths: PathsStatus,
 }
 

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_cache",
         include_str!("../../migrations/0003_cache.sql"),
     ),
+    (
+        4,
+        "0004_device_health",
+        include_str!("../../migrations/0004_device_health.sql"),
+    ),
 ];
 
 /// Applies what is missing; returns the names applied.

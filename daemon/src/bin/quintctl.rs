@@ -35,6 +35,21 @@ enum Command {
         /// claude-code, cursor, codex or gemini-cli
         agent: String,
     },
+    /// Enroll this device with a relay: quintd then uploads its actions there and takes the
+    /// tenant's policy from it. Enrolling again replaces the device token.
+    Enroll {
+        /// The relay's base URL (https; http only to this machine).
+        #[arg(long)]
+        relay: String,
+        /// The deploy token (qdt_…); prefer --token-file or QUINT_DEPLOY_TOKEN, which stay
+        /// out of the process list and shell history.
+        #[arg(long, conflicts_with = "token_file")]
+        token: Option<String>,
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Install or remove Quint's hook in agents' settings.
     Hooks {
         #[command(subcommand)]
@@ -316,6 +331,19 @@ fn main() -> ExitCode {
             McpAction::Uninstall(args) => mcp_install(false, args),
         },
         Command::Status { json } => ctl::status::run(&config, json),
+        Command::Enroll {
+            relay,
+            token,
+            token_file,
+            json,
+        } => {
+            let source = match (&token, &token_file) {
+                (Some(token), _) => ctl::enroll::TokenSource::Argument(token),
+                (None, Some(path)) => ctl::enroll::TokenSource::File(path),
+                (None, None) => ctl::enroll::TokenSource::Environment,
+            };
+            ctl::enroll::run(&config, &relay, source, json)
+        }
         Command::Sessions { session, json } => {
             ctl::sessions::run(&config, session.as_deref(), json)
         }

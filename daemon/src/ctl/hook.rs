@@ -259,7 +259,7 @@ fn offline_policy(config: &Config) -> Policy {
     if let Some(loaded) = policy_layers::load_snapshot(&config.policy_snapshot_path()) {
         return loaded.policy;
     }
-    match policy_layers::compile_layers(&config.policy_dir) {
+    match policy_layers::compile_layers(&config.policy_dir, None) {
         Ok(loaded) => loaded.policy,
         Err(_) => Policy::compile(&default_sources()).expect("the default pack compiles"),
     }

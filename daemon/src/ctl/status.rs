@@ -85,6 +85,25 @@ pub fn run(config: &Config, json: bool) -> i32 {
         problems.push("no agent has Quint's hook installed: run `quintctl hooks install`".into());
     }
     if let Some(status) = &daemon {
+        let relay = &status.relay;
+        if relay.revoked {
+            problems.push("device revoked — re-enroll with `quintctl enroll`: uploads stopped, every event is kept".into());
+        } else if relay.enrolled && relay.reachable == Some(false) {
+            problems.push(format!(
+                "the relay is unreachable ({}); {} event(s) wait to be uploaded",
+                relay.last_error.as_deref().unwrap_or("no answer"),
+                relay.pending
+            ));
+        }
+        if let Some(error) = &relay.policy_error {
+            problems.push(error.clone());
+        }
+        if relay.dropped > 0 {
+            problems.push(format!(
+                "{} allow-decision event(s) dropped by the outbox's disk budget",
+                relay.dropped
+            ));
+        }
         if !status.policy.errors.is_empty() {
             problems.push(format!(
                 "{} policy error(s): the files on disk are not in force, the last good policy is",
@@ -199,6 +218,7 @@ fn print_human(report: &StatusReport) {
         ("collectors", collectors),
         ("hooks", hooks_line(&report.hooks)),
         ("mcp", mcp_line(&report.mcp_servers)),
+        ("relay", relay_line(&status.relay)),
         ("sessions", format!("{} active in the last 30 min", status.active_sessions.len())),
     ]);
     for session in status.active_sessions.iter().take(5) {
@@ -227,6 +247,45 @@ fn print_human(report: &StatusReport) {
         ("state", status.paths.state_dir.clone()),
         ("socket", status.paths.socket.clone()),
     ]);
+}
+
+fn relay_line(relay: &crate::fleet::LinkStatus) -> String {
+    if !relay.enrolled {
+        return "not enrolled: actions stay on this machine (`quintctl enroll --relay URL`)".into();
+    }
+    let mut parts = vec![format!(
+        "{} · tenant {} · device {}",
+        relay.relay.as_deref().unwrap_or("?"),
+        relay.tenant_id.as_deref().unwrap_or("?"),
+        relay.device_id.as_deref().unwrap_or("?")
+    )];
+    parts.push(match (relay.revoked, relay.reachable, relay.latency_ms) {
+        (true, _, _) => "DEVICE REVOKED — re-enroll".into(),
+        (false, Some(true), Some(ms)) => format!("reachable ({ms} ms)"),
+        (false, Some(true), None) => "reachable".into(),
+        (false, Some(false), _) => "UNREACHABLE".into(),
+        (false, None, _) => "not contacted yet".into(),
+    });
+    parts.push(format!(
+        "last upload {}",
+        relay
+            .last_upload_at
+            .as_deref()
+            .unwrap_or("never (since start)")
+    ));
+    let oldest = relay
+        .oldest_pending_seconds
+        .map(|s| format!(", oldest {}", human_duration(s)))
+        .unwrap_or_default();
+    parts.push(format!(
+        "{} pending{oldest} · {} rejected · {} dropped",
+        relay.pending, relay.rejected, relay.dropped
+    ));
+    parts.push(format!(
+        "tenant policy {}",
+        relay.policy_etag.as_deref().unwrap_or("none")
+    ));
+    parts.join(" · ")
 }
 
 fn mcp_line(servers: &[McpServerState]) -> String {

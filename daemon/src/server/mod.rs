@@ -48,6 +48,11 @@ struct WriteJob {
 
 enum WriterMessage {
     Write(WriteJob),
+    /// What the relay did with uploaded events.
+    Uploaded(
+        crate::fleet::forwarder::UploadOutcome,
+        oneshot::Sender<Result<(), String>>,
+    ),
     /// Sign the chain head if records were added since the last checkpoint.
     Checkpoint,
     Shutdown,
@@ -89,6 +94,8 @@ pub struct Daemon {
     /// Where an undeclared open is worth a divergence alert (refreshed with the guard's marks).
     #[cfg(target_os = "linux")]
     sensitive: Mutex<Arc<crate::collect::protected_paths::SensitivePlaces>>,
+    /// The relay this device reports to, once enrolled.
+    link: crate::fleet::Link,
 }
 
 /// How far back a declared action explains an observed one.
@@ -153,7 +160,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             move || crate::store::run_wal_checkpointer(&path, WAL_CHECKPOINT_INTERVAL, &stop)
         })?;
 
-    let (loaded, errors) = match policy_layers::compile_layers(&config.policy_dir) {
+    let enrollment = match crate::fleet::Enrollment::load(&config.enrollment_path()) {
+        Ok(enrollment) => enrollment,
+        Err(e) => {
+            tracing::error!(error = %e, "the stored enrollment is unreadable; enroll again with `quintctl enroll`");
+            None
+        }
+    };
+    let tenant_layer = policy_layers::TenantLayer::load(&config.tenant_policy_path());
+    let (loaded, errors) = match policy_layers::compile_layers(
+        &config.policy_dir,
+        tenant_layer.as_ref(),
+    ) {
         Ok(loaded) => (loaded, Vec::new()),
         Err(errors) => {
             for error in &errors {
@@ -201,7 +219,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         declared: Mutex::new(HashMap::new()),
         #[cfg(target_os = "linux")]
         sensitive: Mutex::new(Arc::default()),
+        link: crate::fleet::Link::new(enrollment),
     });
+    if let Some(layer) = &tenant_layer {
+        daemon.link.note(|s| {
+            s.policy_etag = Some(layer.etag.clone());
+            s.policy_fetched_at = Some(layer.fetched_at.clone());
+        });
+    }
+    crate::fleet::start(&daemon);
     collectors::start_process_collector(&daemon);
     release_freed_memory();
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
@@ -339,6 +365,13 @@ fn run_writer(
                 continue;
             }
             WriterMessage::Shutdown => break,
+            WriterMessage::Uploaded(outcome, reply) => {
+                let marked = recorder
+                    .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(marked);
+                continue;
+            }
         }
         let mut events = batch[0].events.len();
         while events < MAX_BATCH_EVENTS {
@@ -352,6 +385,12 @@ fn run_writer(
                     break;
                 }
                 Ok(WriterMessage::Checkpoint) => {}
+                Ok(WriterMessage::Uploaded(outcome, reply)) => {
+                    let marked = recorder
+                        .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(marked);
+                }
                 Err(_) => break,
             }
         }
@@ -538,6 +577,7 @@ impl Daemon {
             .map(ToString::to_string)
             .collect();
         let config = &self.config;
+        let relay = self.link_status().await?;
         Ok(DaemonStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -565,6 +605,7 @@ impl Daemon {
             decisions,
             active_sessions: sessions,
             collectors: self.collectors(),
+            relay,
             paths: PathsStatus {
                 state_dir: config.state_dir.display().to_string(),
                 socket: config.socket.display().to_string(),
@@ -713,7 +754,8 @@ impl Daemon {
             .policy_fingerprint
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = fingerprint;
-        match policy_layers::compile_layers(&self.config.policy_dir) {
+        let tenant_layer = policy_layers::TenantLayer::load(&self.config.tenant_policy_path());
+        match policy_layers::compile_layers(&self.config.policy_dir, tenant_layer.as_ref()) {
             Ok(loaded) => {
                 self.policy_errors
                     .lock()
@@ -741,6 +783,147 @@ impl Daemon {
                 }
                 *self.policy_errors.lock().unwrap_or_else(|e| e.into_inner()) = errors;
             }
+        }
+    }
+}
+
+/// What the fleet link needs of quintd.
+impl Daemon {
+    pub fn link(&self) -> &crate::fleet::Link {
+        &self.link
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes whenever actions are committed: the forwarder wakes on it.
+    pub fn head_changes(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+
+    /// Marks uploaded events acknowledged or rejected, through the single writer.
+    pub async fn record_upload(
+        &self,
+        outcome: crate::fleet::forwarder::UploadOutcome,
+    ) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriterMessage::Uploaded(outcome, reply))
+            .await
+            .map_err(|_| "the writer has stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the writer has stopped".to_string())?
+    }
+
+    /// The ETag of the tenant layer stored here, if any.
+    pub fn tenant_policy_etag(&self) -> Option<String> {
+        policy_layers::TenantLayer::load(&self.config.tenant_policy_path()).map(|l| l.etag)
+    }
+
+    /// Puts the tenant's layer (or, with `None`, no layer) in force if the whole policy
+    /// compiles with it; otherwise nothing changes and the errors say why.
+    pub fn apply_tenant_policy(
+        &self,
+        layer: Option<policy_layers::TenantLayer>,
+    ) -> Result<(), Vec<PolicyError>> {
+        policy_layers::compile_layers(&self.config.policy_dir, layer.as_ref())?;
+        let path = self.config.tenant_policy_path();
+        let stored = match &layer {
+            Some(layer) => serde_json::to_vec(layer)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| crate::key_file::replace(&path, &bytes)),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = stored {
+            return Err(vec![PolicyError {
+                file: path.display().to_string(),
+                line: None,
+                rule_id: None,
+                message: format!("cannot store the tenant policy: {e}"),
+            }]);
+        }
+        self.reload_policy();
+        self.link.note(|s| {
+            s.policy_etag = layer.as_ref().map(|l| l.etag.clone());
+            s.policy_fetched_at = layer.as_ref().map(|l| l.fetched_at.clone());
+            s.policy_error = None;
+        });
+        Ok(())
+    }
+
+    /// The link's state with the outbox's numbers.
+    pub async fn link_status(&self) -> anyhow::Result<crate::fleet::LinkStatus> {
+        let database = self.config.database_path();
+        let (pending, oldest, rejected) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let conn = open_reader(&database)?;
+                Ok((
+                    outbox::pending_count(&conn)?,
+                    outbox::oldest_pending(&conn)?,
+                    outbox::rejected_count(&conn)?,
+                ))
+            })
+            .await??;
+        let mut status = self.link.status();
+        status.pending = pending;
+        status.oldest_pending_seconds =
+            oldest.map(|at| (chrono::Utc::now() - at).num_seconds().max(0) as u64);
+        status.rejected = rejected;
+        Ok(status)
+    }
+
+    /// What the heartbeat reports.
+    pub async fn health(&self) -> anyhow::Result<serde_json::Value> {
+        let link = self.link_status().await?;
+        let loaded = self.current_policy();
+        Ok(serde_json::json!({
+            "daemon_version": env!("CARGO_PKG_VERSION"),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "policy": {
+                "hash": loaded.policy.hash(),
+                "tenant_etag": link.policy_etag,
+                "error": link.policy_error,
+            },
+            "collectors": self.collectors().iter().map(|c| serde_json::json!({
+                "name": c.name, "state": c.state,
+            })).collect::<Vec<_>>(),
+            "outbox": {
+                "pending": link.pending,
+                "oldest_pending_seconds": link.oldest_pending_seconds,
+                "rejected": link.rejected,
+                "dropped": link.dropped,
+            },
+            "last_error": link.last_error,
+        }))
+    }
+
+    /// `quintctl enroll`: enrolls, stores the device token, and switches the link to it.
+    async fn enroll(&self, relay: &str, deploy_token: &str) -> Reply {
+        match crate::fleet::enrollment::enroll(self.link.http(), relay, deploy_token).await {
+            Ok(enrollment) => {
+                if let Err(e) = enrollment.save(&self.config.enrollment_path()) {
+                    return Reply::error(
+                        "storage",
+                        format!("enrolled, but cannot store the device token: {e:#}"),
+                    );
+                }
+                tracing::info!(relay = %enrollment.relay_url, tenant = %enrollment.tenant_id, device = %enrollment.device_id, "enrolled");
+                let reply = crate::protocol::EnrollReply {
+                    relay: enrollment.relay_url.clone(),
+                    tenant_id: enrollment.tenant_id.clone(),
+                    device_id: enrollment.device_id.clone(),
+                };
+                self.link.replace(enrollment);
+                Reply::ok(reply)
+            }
+            Err(message) => Reply::error("enroll_failed", message),
         }
     }
 }
@@ -872,6 +1055,18 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             Err(reply) => reply,
         },
         Request::RecordRefusal { event } => daemon.record_refusal(*event, peer).await,
+        Request::Enroll {
+            relay,
+            deploy_token,
+        } => {
+            if peer.uid != 0 && peer.uid != daemon.own_uid {
+                return Reply::error(
+                    "forbidden",
+                    "only root (or quintd's own user) can enroll this device",
+                );
+            }
+            daemon.enroll(&relay, &deploy_token).await
+        }
         Request::Status => match daemon.status().await {
             Ok(status) => Reply::ok(status),
             Err(e) => Reply::error("storage", e.to_string()),

@@ -34,6 +34,13 @@ CREATE INDEX IF NOT EXISTS actions_pending ON actions (upload_state, seq);
 CREATE INDEX IF NOT EXISTS actions_session ON actions (session_id, seq);
 CREATE INDEX IF NOT EXISTS actions_decision ON actions (decision, seq);
 
+-- Why the relay refused an event (upload_state 2); such events are not sent again.
+CREATE TABLE IF NOT EXISTS upload_rejections (
+    seq         INTEGER PRIMARY KEY,
+    reason      TEXT NOT NULL,
+    rejected_at TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS audit (
     seq            INTEGER PRIMARY KEY,
     event_id       TEXT NOT NULL,
@@ -177,6 +184,34 @@ impl Recorder {
             since_checkpoint: 0,
             checkpoint_every: config.storage.checkpoint_every,
         })
+    }
+
+    /// Marks events the relay accepted (1) or refused (2, with its reason), in one transaction.
+    pub fn mark_uploaded(
+        &mut self,
+        acknowledged: &[u64],
+        rejected: &[(u64, String)],
+    ) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut acknowledge =
+                tx.prepare_cached("UPDATE actions SET upload_state = 1 WHERE seq = ?1")?;
+            for seq in acknowledged {
+                acknowledge.execute([*seq as i64])?;
+            }
+            let mut reject =
+                tx.prepare_cached("UPDATE actions SET upload_state = 2 WHERE seq = ?1")?;
+            let mut reason = tx.prepare_cached(
+                "INSERT OR REPLACE INTO upload_rejections (seq, reason, rejected_at) VALUES (?1, ?2, ?3)",
+            )?;
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            for (seq, why) in rejected {
+                reject.execute([*seq as i64])?;
+                reason.execute(params![*seq as i64, why, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     pub fn head(&self) -> ChainHead {

@@ -109,6 +109,32 @@ pub fn pending_count(conn: &Connection) -> rusqlite::Result<u64> {
     .map(|n| n as u64)
 }
 
+/// When the oldest action still waiting for the relay was recorded.
+pub fn oldest_pending(
+    conn: &Connection,
+) -> rusqlite::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let timestamp: Option<String> = conn
+        .query_row(
+            "SELECT timestamp FROM actions WHERE upload_state = 0 ORDER BY seq LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(timestamp
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc)))
+}
+
+/// Actions the relay refused.
+pub fn rejected_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM actions WHERE upload_state = 2",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionSummary {
     pub session_id: String,

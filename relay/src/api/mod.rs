@@ -1,6 +1,7 @@
 //! The HTTP API: thin handlers over the database, state passed explicitly, one error type.
 
 pub mod enroll;
+pub mod heartbeat;
 pub mod ingest;
 pub mod openapi;
 pub mod policy;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/ingest", post(ingest::ingest))
+        .route("/v1/heartbeat", post(heartbeat::heartbeat))
         .route("/v1/devices", get(tenant::list_devices))
         .route("/v1/devices/{id}", delete(tenant::revoke_device))
         .route(

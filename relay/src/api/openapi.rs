@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{enroll, ingest, policy, tenant};
+use super::{enroll, heartbeat, ingest, policy, tenant};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -12,7 +12,7 @@ use crate::error::{ErrorBody, ErrorDetail};
     info(title = "Quint relay", description = "Tenants, devices, enrollment, ingest and the tenant API. Tenancy is enforced by Postgres row level security."),
     paths(
         super::healthz, super::readyz,
-        enroll::enroll, ingest::ingest,
+        enroll::enroll, ingest::ingest, heartbeat::heartbeat,
         tenant::list_devices, tenant::revoke_device,
         tenant::create_deploy_token, tenant::list_deploy_tokens, tenant::revoke_deploy_token,
         tenant::list_actions, tenant::list_sessions, tenant::list_agents,

@@ -29,6 +29,10 @@ pub struct PolicyUpdate {
     pub yaml: String,
 }
 
+/// What a device sends as If-None-Match while no layer is set: its long poll then waits for
+/// the first one like any other change, and gets 304 if none comes.
+pub const NO_POLICY_ETAG: &str = "\"none\"";
+
 /// Below the server-wide 30 s request timeout, with room for the lookups around the wait.
 const MAX_WAIT_SECONDS: u64 = 25;
 
@@ -36,7 +40,7 @@ const MAX_WAIT_SECONDS: u64 = 25;
 #[into_params(parameter_in = Query)]
 pub struct PolicyQuery {
     /// With If-None-Match: hold the request up to this many seconds (at most 25) until the
-    /// policy changes; 304 if it does not.
+    /// policy changes; 304 if it does not. While no layer is set, `"none"` is the ETag to send.
     #[param(maximum = 25)]
     pub wait: Option<u64>,
 }
@@ -156,7 +160,10 @@ pub async fn get_policy(
     let mut changes = state.policy_changes.subscribe();
     let mut row = read_policy(&state, tenant).await?;
     let unchanged = |document: &Option<PolicyDocument>| {
-        known.is_some() && document.as_ref().map(|d| d.etag.as_bytes().to_vec()) == known
+        let current = document
+            .as_ref()
+            .map_or(NO_POLICY_ETAG, |d| d.etag.as_str());
+        known.as_deref() == Some(current.as_bytes())
     };
     if wait > 0 && unchanged(&row) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
@@ -175,6 +182,9 @@ pub async fn get_policy(
         }
     }
     let Some(document) = row else {
+        if unchanged(&row) {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
         return Err(ApiError::not_found(
             "policy (none set: the built-in pack applies)",
         ));

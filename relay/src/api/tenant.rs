@@ -117,7 +117,8 @@ pub async fn list_devices(
                  'device_id', device_id, 'hostname', hostname, 'os', os, 'arch', arch,
                  'machine_id', machine_id, 'daemon_version', daemon_version,
                  'enrolled_at', enrolled_at, 'last_seen_at', last_seen_at,
-                 'revoked', revoked_at IS NOT NULL) AS item
+                 'revoked', revoked_at IS NOT NULL, 'health', health,
+                 'health_at', health_at) AS item
              FROM devices";
     Ok(Json(
         keyset_page(&state, key.tenant_id, sql, &query, &[]).await?,

@@ -1,0 +1,324 @@
+//! The fleet link end to end: a private quintd enrolled with a real relay on real Postgres.
+//! Hook events reach the tenant API shaped and redacted under this device; a revoked device
+//! keeps everything and delivers it after re-enrolling; a tenant policy change reaches hook
+//! decisions within seconds, and one that does not compile on the device is refused.
+
+use std::time::{Duration, Instant};
+
+use quint_e2e::relay::{Relay, Tenant};
+use quint_e2e::{claude_pre_tool_use, stdout_json, QuintEnv};
+use serde_json::{json, Value};
+
+fn deploy_token(relay: &Relay, tenant: &Tenant) -> String {
+    let token = relay.call(
+        "POST",
+        "/v1/deploy-tokens",
+        Some(&tenant.api_key),
+        Some(&json!({"name": "laptops"})),
+    );
+    assert_eq!(token.status, 201, "{}", token.text);
+    token.json["token"].as_str().unwrap().to_string()
+}
+
+fn enroll(env: &QuintEnv, relay: &Relay, token: &str) -> Value {
+    let output = env.ctl(&[
+        "enroll",
+        "--relay",
+        &relay.base_url,
+        "--token",
+        token,
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "enroll failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        env.daemon_log()
+    );
+    stdout_json(&output)
+}
+
+fn status(env: &QuintEnv) -> Value {
+    stdout_json(&env.ctl(&["status", "--json"]))["daemon"]["relay"].clone()
+}
+
+/// A Bash call through the Claude Code hook; returns the decision.
+fn bash(env: &QuintEnv, session: &str, command: &str) -> String {
+    let output = env.hook(
+        "claude-code",
+        &claude_pre_tool_use(session, "Bash", json!({"command": command}), &env.home),
+    );
+    assert!(output.status.success() || output.status.code() == Some(2));
+    let reply = String::from_utf8_lossy(&output.stdout);
+    if reply.trim().is_empty() {
+        return "allow".into();
+    }
+    stdout_json(&output)["hookSpecificOutput"]["permissionDecision"]
+        .as_str()
+        .unwrap_or("allow")
+        .to_string()
+}
+
+/// The tenant's stored actions for a device: (event_id, target).
+fn stored_actions(relay: &Relay, device_id: &str) -> Vec<(String, Option<String>)> {
+    relay
+        .owner()
+        .query(
+            "SELECT event_id::text, target FROM actions WHERE device_id = $1::text::uuid ORDER BY ts",
+            &[&device_id],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn hook_events_reach_the_tenant_api_under_this_device_shaped_and_redacted() {
+    let relay = Relay::start();
+    let acme = relay.create_tenant("Acme");
+    let env = QuintEnv::new();
+    let _daemon = env.start_daemon();
+
+    // Bad tokens are refused with the relay's reason, and nothing is stored.
+    let refused = env.ctl(&[
+        "enroll",
+        "--relay",
+        &relay.base_url,
+        "--token",
+        "qdt_not-a-real-token",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("refused the deploy token"), "{message}");
+    assert!(
+        !message.contains("qdt_not-a-real-token"),
+        "the token is not echoed: {message}"
+    );
+    assert_eq!(status(&env)["enrolled"], false);
+    let plain = env.ctl(&[
+        "enroll",
+        "--relay",
+        "http://relay.example.com",
+        "--token",
+        "qdt_x",
+    ]);
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("use https"));
+
+    let token = deploy_token(&relay, &acme);
+    let enrolled = enroll(&env, &relay, &token);
+    assert_eq!(enrolled["tenant_id"], acme.tenant_id.as_str());
+    let device_id = enrolled["device_id"].as_str().unwrap().to_string();
+    let stored = std::fs::metadata(env.state_dir.join("enrollment.json")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        stored.permissions().mode() & 0o777,
+        0o600,
+        "the device token is owner-only"
+    );
+
+    let secret = "Bearer abcdef0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        bash(
+            &env,
+            "sess-fleet-1",
+            &format!("curl -H 'Authorization: {secret}' https://api.example.com")
+        ),
+        "allow"
+    );
+    let write = env.hook(
+        "claude-code",
+        &claude_pre_tool_use(
+            "sess-fleet-1",
+            "Write",
+            json!({"file_path": env.home.join("notes.txt"), "content": "line one\nline two\n"}),
+            &env.home,
+        ),
+    );
+    assert!(write.status.success());
+
+    let arrived = env.wait_for(Duration::from_secs(15), || {
+        stored_actions(&relay, &device_id).len() == 2
+    });
+    assert!(arrived, "{:?}\n{}", status(&env), env.daemon_log());
+    let listed = relay.call(
+        "GET",
+        &format!("/v1/actions?device={device_id}&limit=10"),
+        Some(&acme.api_key),
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let items = listed.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items
+        .iter()
+        .all(|i| i["tenant_id"] == acme.tenant_id.as_str()));
+    let text = listed.text.clone();
+    assert!(
+        !text.contains("abcdef0123456789abcdef0123456789"),
+        "secret left the device: {text}"
+    );
+    assert!(text.contains("[REDACTED:"), "{text}");
+    assert!(
+        !text.contains("line two"),
+        "file contents left the device: {text}"
+    );
+    let write_item = items.iter().find(|i| i["tool_name"] == "Write").unwrap();
+    assert_eq!(
+        write_item["arguments"]["content"]["lines"], 2,
+        "{write_item}"
+    );
+
+    // Status: enrolled, nothing pending, uploaded; the heartbeat reached the device list.
+    let link = status(&env);
+    assert_eq!(link["enrolled"], true);
+    assert_eq!(link["device_id"], device_id.as_str());
+    assert_eq!(link["pending"], 0);
+    assert!(link["last_upload_at"].is_string(), "{link}");
+    assert_eq!(link["reachable"], true);
+    let reported = env.wait_for(Duration::from_secs(10), || {
+        let devices = relay.call("GET", "/v1/devices", Some(&acme.api_key), None);
+        devices.json["items"][0]["health"]["daemon_version"].is_string()
+    });
+    assert!(reported, "the heartbeat reaches GET /v1/devices");
+}
+
+#[test]
+fn a_revoked_device_keeps_its_events_and_delivers_them_after_re_enrolling() {
+    let relay = Relay::start();
+    let acme = relay.create_tenant("Acme");
+    let env = QuintEnv::new();
+    let _daemon = env.start_daemon();
+    let token = deploy_token(&relay, &acme);
+    let first = enroll(&env, &relay, &token)["device_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bash(&env, "sess-revoke", "echo before");
+    assert!(
+        env.wait_for(Duration::from_secs(15), || stored_actions(&relay, &first)
+            .len()
+            == 1)
+    );
+
+    let revoked = relay.call(
+        "DELETE",
+        &format!("/v1/devices/{first}"),
+        Some(&acme.api_key),
+        None,
+    );
+    assert_eq!(revoked.status, 204, "{}", revoked.text);
+    for n in 0..5 {
+        bash(&env, "sess-revoke", &format!("echo while revoked {n}"));
+    }
+    let stopped = env.wait_for(Duration::from_secs(15), || status(&env)["revoked"] == true);
+    assert!(stopped, "{}\n{}", status(&env), env.daemon_log());
+    let human = String::from_utf8_lossy(&env.ctl(&["status"]).stdout).to_string();
+    assert!(human.contains("device revoked — re-enroll"), "{human}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        status(&env)["pending"],
+        5,
+        "everything is kept while revoked"
+    );
+    assert_eq!(stored_actions(&relay, &first).len(), 1);
+
+    let second = enroll(&env, &relay, &token)["device_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(first, second);
+    let delivered = env.wait_for(Duration::from_secs(15), || {
+        stored_actions(&relay, &second).len() == 5
+    });
+    assert!(delivered, "{}\n{}", status(&env), env.daemon_log());
+    let link = status(&env);
+    assert_eq!(link["revoked"], false);
+    assert_eq!(link["pending"], 0);
+}
+
+#[test]
+fn a_tenant_policy_change_reaches_hook_decisions_within_5_seconds() {
+    let relay = Relay::start();
+    let acme = relay.create_tenant("Acme");
+    let env = QuintEnv::new();
+    let _daemon = env.start_daemon();
+    let token = deploy_token(&relay, &acme);
+    enroll(&env, &relay, &token);
+    assert_eq!(bash(&env, "sess-policy", "echo fleet-forbidden"), "allow");
+    // Let the policy poll settle into its long wait.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let put = relay.call(
+        "PUT",
+        "/v1/policy",
+        Some(&acme.api_key),
+        Some(&json!({"yaml": "rules:\n  - id: tenant.no-fleet-forbidden\n    description: Not on this fleet\n    match:\n      command: ['fleet-forbidden']\n    verdict: deny\n    severity: high\n"})),
+    );
+    assert_eq!(put.status, 200, "{}", put.text);
+    let etag = put.json["etag"].as_str().unwrap().to_string();
+    let changed = Instant::now();
+    let mut denied = false;
+    while changed.elapsed() < Duration::from_secs(5) {
+        if bash(&env, "sess-policy", "echo fleet-forbidden") == "deny" {
+            denied = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        denied,
+        "not in force within 5 s: {}\n{}",
+        status(&env),
+        env.daemon_log()
+    );
+    let link = status(&env);
+    assert_eq!(link["policy_etag"], etag.as_str());
+    let sources =
+        stdout_json(&env.ctl(&["status", "--json"]))["daemon"]["policy"]["sources"].clone();
+    assert!(
+        sources.to_string().contains("tenant policy (relay)"),
+        "{sources}"
+    );
+
+    // A layer that does not compile here (edited behind the API's validation) is refused by
+    // quintd too: the last good one stays in force and status says why.
+    relay
+        .owner()
+        .execute(
+            "UPDATE policies SET yaml = $2, etag = '\"broken\"' WHERE tenant_id = $1::text::uuid",
+            &[&acme.tenant_id, &"rules:\n  - id: tenant.broken\n    description: bad regex\n    match:\n      command: ['(unclosed']\n    verdict: deny\n    severity: low\n"],
+        )
+        .unwrap();
+    let refused = env.wait_for(Duration::from_secs(10), || {
+        status(&env)["policy_error"].is_string()
+    });
+    assert!(refused, "{}", status(&env));
+    let link = status(&env);
+    assert!(
+        link["policy_error"]
+            .as_str()
+            .unwrap()
+            .contains("tenant.broken"),
+        "{link}"
+    );
+    assert_eq!(
+        link["policy_etag"],
+        etag.as_str(),
+        "the last good layer stays"
+    );
+    assert_eq!(bash(&env, "sess-policy", "echo fleet-forbidden"), "deny");
+
+    // Removing the layer puts the device back on its own policy.
+    relay
+        .owner()
+        .execute(
+            "DELETE FROM policies WHERE tenant_id = $1::text::uuid",
+            &[&acme.tenant_id],
+        )
+        .unwrap();
+    let back = env.wait_for(Duration::from_secs(5), || {
+        bash(&env, "sess-policy", "echo fleet-forbidden") == "allow"
+    });
+    assert!(back, "{}", status(&env));
+}
