@@ -45,6 +45,10 @@ pub struct StorageConfig {
     pub synchronous: String,
     /// Sign an audit checkpoint after this many records (and at shutdown).
     pub checkpoint_every: u64,
+    /// The database's disk budget in MB. Past it the oldest allow decisions are removed
+    /// (first those the relay has, then those it has not, counted as dropped); deny, ask and
+    /// alert never are.
+    pub outbox_budget_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +111,7 @@ impl Default for StorageConfig {
         StorageConfig {
             synchronous: "normal".into(),
             checkpoint_every: 1000,
+            outbox_budget_mb: 1024,
         }
     }
 }
@@ -212,6 +217,11 @@ impl Config {
                 "log_format must be `text` or `json`, not `{}`",
                 self.log_format
             )));
+        }
+        if self.storage.outbox_budget_mb == 0 {
+            return Err(invalid(
+                "storage.outbox_budget_mb must be at least 1".into(),
+            ));
         }
         if self.storage.checkpoint_every == 0 {
             return Err(invalid(

@@ -165,6 +165,22 @@ impl QuintEnv {
         panic!("quintd did not start; log:\n{}", self.daemon_log());
     }
 
+    /// One request on quintd's socket, as `quintctl` would send it; the reply's `result`.
+    pub fn request(&self, request: &serde_json::Value) -> serde_json::Value {
+        use std::io::BufRead;
+        let mut stream = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        let mut line = request.to_string();
+        line.push('\n');
+        stream.write_all(line.as_bytes()).unwrap();
+        let mut reply = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut reply)
+            .unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["ok"], true, "{reply}");
+        reply["result"].clone()
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("quintd.log")).unwrap_or_default()
     }

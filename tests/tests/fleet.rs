@@ -322,3 +322,96 @@ fn a_tenant_policy_change_reaches_hook_decisions_within_5_seconds() {
     });
     assert!(back, "{}", status(&env));
 }
+
+#[test]
+fn past_the_disk_budget_only_allow_decisions_are_dropped_and_status_and_relay_count_them() {
+    let relay = Relay::start();
+    let acme = relay.create_tenant("Acme");
+    let env = QuintEnv::new();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str("storage:\n  outbox_budget_mb: 1\n");
+    std::fs::write(&env.config, config).unwrap();
+    std::fs::write(
+        env.policy_dir.join("budget.yaml"),
+        "rules:\n  - id: local.budget-deny\n    description: denied for the test\n    match:\n      command: ['budget-deny']\n    verdict: deny\n    severity: high\n",
+    )
+    .unwrap();
+    let _daemon = env.start_daemon();
+
+    // Not enrolled yet: everything stays in the outbox, about 4 MB against a 1 MB budget.
+    let padding = "p".repeat(1500);
+    let (batches, per_batch) = (40, 50);
+    let mut denials = 0;
+    for b in 0..batches {
+        let events: Vec<Value> = (0..per_batch)
+            .map(|i| {
+                let n = b * per_batch + i;
+                let word = if n % 10 == 0 { "budget-deny" } else { "fine" };
+                let mut event = quint_e2e::relay::event(
+                    "sess-budget",
+                    "allow",
+                    &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                );
+                let command = format!("echo {word} {n} {padding}");
+                event["arguments"] = json!({ "command": command });
+                event["target"] = json!(command);
+                event
+            })
+            .collect();
+        let replies = env.request(&json!({"op": "evaluate_batch", "events": events}));
+        denials += replies
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["decision"] == "deny")
+            .count();
+    }
+    let sent = batches * per_batch;
+    assert_eq!(denials, sent / 10);
+    let dropped_settled = env.wait_for(Duration::from_secs(15), || {
+        let first = status(&env)["dropped"].as_u64().unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        first > 0 && status(&env)["dropped"].as_u64() == Some(first)
+    });
+    assert!(dropped_settled, "{}\n{}", status(&env), env.daemon_log());
+    let dropped = status(&env)["dropped"].as_u64().unwrap() as usize;
+    let human = String::from_utf8_lossy(&env.ctl(&["status"]).stdout).to_string();
+    assert!(
+        human.contains(&format!("{dropped} allow-decision event(s) dropped")),
+        "{human}"
+    );
+
+    let device_id = enroll(&env, &relay, &deploy_token(&relay, &acme))["device_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uploaded = env.wait_for(Duration::from_secs(30), || status(&env)["pending"] == 0);
+    assert!(uploaded, "{}", status(&env));
+    let count = |decision: &str| -> i64 {
+        relay
+            .owner()
+            .query_one(
+                "SELECT count(*) FROM actions WHERE device_id = $1::text::uuid AND decision = $2",
+                &[&device_id, &decision],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(count("deny") as usize, denials, "no denial was dropped");
+    assert_eq!(
+        count("allow") as usize + dropped,
+        sent - denials,
+        "the dropped count is exactly the allow decisions missing at the relay"
+    );
+    let reported = env.wait_for(Duration::from_secs(10), || {
+        let devices = relay.call("GET", "/v1/devices", Some(&acme.api_key), None);
+        devices.json["items"][0]["health"]["outbox"]["dropped"].as_u64() == Some(dropped as u64)
+    });
+    assert!(reported, "the relay shows the device's drops");
+    let verify = env.ctl(&["audit", "verify", "--json"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}

@@ -38,6 +38,8 @@ const POLICY_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// A quiet machine still gets its newest records signed within this time.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The disk budget is looked at after a commit at most this often.
+const BUDGET_INTERVAL: Duration = Duration::from_secs(1);
 /// Commits slower than this are logged: hooks wait on them.
 const SLOW_COMMIT: Duration = Duration::from_millis(50);
 
@@ -55,6 +57,8 @@ enum WriterMessage {
     ),
     /// Sign the chain head if records were added since the last checkpoint.
     Checkpoint,
+    /// Apply the disk budget now (also done after commits, at most once a second).
+    EnforceBudget,
     Shutdown,
 }
 
@@ -151,7 +155,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (writer_tx, writer_rx) = mpsc::channel(4096);
     let writer_thread = std::thread::Builder::new()
         .name("quintd-writer".into())
-        .spawn(move || run_writer(recorder, writer_rx, head_tx))?;
+        .spawn({
+            let budget = config.storage.outbox_budget_mb.saturating_mul(1 << 20);
+            move || run_writer(recorder, writer_rx, head_tx, budget)
+        })?;
     let stop_checkpointer = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let checkpointer = std::thread::Builder::new()
         .name("quintd-wal".into())
@@ -236,6 +243,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(poll_policy_dir(daemon.clone()));
     tokio::spawn(ingest_spool_periodically(daemon.clone()));
     tokio::spawn(checkpoint_periodically(writer_tx.clone()));
+    tokio::spawn(enforce_budget_periodically(writer_tx.clone()));
     tokio::spawn(release_freed_memory_periodically());
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -349,8 +357,11 @@ fn run_writer(
     mut recorder: Recorder,
     mut jobs: mpsc::Receiver<WriterMessage>,
     head: watch::Sender<u64>,
+    budget_bytes: u64,
 ) {
     let mut shutting_down = false;
+    let mut budget_checked = Instant::now() - BUDGET_INTERVAL;
+    let mut over_budget_warned = false;
     while !shutting_down {
         let Some(first) = jobs.blocking_recv() else {
             break;
@@ -365,6 +376,11 @@ fn run_writer(
                 continue;
             }
             WriterMessage::Shutdown => break,
+            WriterMessage::EnforceBudget => {
+                budget_checked = Instant::now();
+                enforce_budget(&mut recorder, budget_bytes, &mut over_budget_warned);
+                continue;
+            }
             WriterMessage::Uploaded(outcome, reply) => {
                 let marked = recorder
                     .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
@@ -384,7 +400,7 @@ fn run_writer(
                     shutting_down = true;
                     break;
                 }
-                Ok(WriterMessage::Checkpoint) => {}
+                Ok(WriterMessage::Checkpoint | WriterMessage::EnforceBudget) => {}
                 Ok(WriterMessage::Uploaded(outcome, reply)) => {
                     let marked = recorder
                         .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
@@ -417,6 +433,10 @@ fn run_writer(
                     let _ = job.reply.send(Ok(mine.to_vec()));
                 }
                 head.send_replace(recorder.head().seq);
+                if budget_checked.elapsed() >= BUDGET_INTERVAL {
+                    budget_checked = Instant::now();
+                    enforce_budget(&mut recorder, budget_bytes, &mut over_budget_warned);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, events = all.len(), "cannot record actions");
@@ -428,6 +448,31 @@ fn run_writer(
     }
     if let Err(e) = recorder.checkpoint() {
         tracing::error!(error = %e, "cannot sign the final audit checkpoint");
+    }
+}
+
+/// Applies the disk budget after a commit; logs what it removed, and once when nothing more
+/// can go (only deny, ask and alert decisions and the audit chain are left).
+fn enforce_budget(recorder: &mut Recorder, budget_bytes: u64, warned: &mut bool) {
+    match recorder.enforce_budget(budget_bytes) {
+        Ok(outcome) => {
+            if outcome.dropped > 0 {
+                tracing::warn!(
+                    dropped = outcome.dropped,
+                    pruned = outcome.pruned,
+                    "outbox over its disk budget: oldest allow decisions not yet uploaded were dropped"
+                );
+            } else if outcome.pruned > 0 {
+                tracing::info!(
+                    pruned = outcome.pruned,
+                    "outbox over its disk budget: uploaded allow decisions pruned"
+                );
+            } else if !*warned && recorder.over_budget(budget_bytes).unwrap_or(false) {
+                *warned = true;
+                tracing::error!(budget_bytes, "outbox over its disk budget with nothing left to drop: deny, ask and alert decisions are always kept");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "enforcing the outbox disk budget failed"),
     }
 }
 
@@ -859,13 +904,14 @@ impl Daemon {
     /// The link's state with the outbox's numbers.
     pub async fn link_status(&self) -> anyhow::Result<crate::fleet::LinkStatus> {
         let database = self.config.database_path();
-        let (pending, oldest, rejected) =
+        let (pending, oldest, rejected, dropped) =
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let conn = open_reader(&database)?;
                 Ok((
                     outbox::pending_count(&conn)?,
                     outbox::oldest_pending(&conn)?,
                     outbox::rejected_count(&conn)?,
+                    outbox::dropped_count(&conn)?,
                 ))
             })
             .await??;
@@ -874,6 +920,7 @@ impl Daemon {
         status.oldest_pending_seconds =
             oldest.map(|at| (chrono::Utc::now() - at).num_seconds().max(0) as u64);
         status.rejected = rejected;
+        status.dropped = dropped;
         Ok(status)
     }
 
@@ -1146,6 +1193,16 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             daemon
                 .with_pins(move |conn| mcp_pins::list(conn, scope))
                 .await
+        }
+    }
+}
+
+/// The budget is enforced after commits; this catches the last burst before a quiet spell.
+async fn enforce_budget_periodically(writer: mpsc::Sender<WriterMessage>) {
+    loop {
+        tokio::time::sleep(BUDGET_INTERVAL * 2).await;
+        if writer.send(WriterMessage::EnforceBudget).await.is_err() {
+            return;
         }
     }
 }

@@ -135,6 +135,8 @@ pub struct VerifyReport {
     pub records: u64,
     pub checkpoints: u64,
     pub last_checkpoint_seq: Option<u64>,
+    /// Actions removed by the outbox's disk budget (allow decisions only), each on record.
+    pub removed_by_budget: u64,
     pub problems: Vec<AuditProblem>,
 }
 
@@ -154,12 +156,15 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
     let mut expected_seq = 1u64;
     let mut prev = GENESIS;
     let mut hashes = std::collections::HashMap::new();
+    let mut budget_removed = 0;
 
     let mut statement = conn.prepare(
         "SELECT a.seq, a.event_id, a.payload_sha256, a.prev_hash, a.hash,
                 x.event_id, x.decision, x.payload,
-                x.session_id, x.platform, x.action_type, x.risk_score, x.timestamp
-         FROM audit a LEFT JOIN actions x ON x.seq = a.seq ORDER BY a.seq",
+                x.session_id, x.platform, x.action_type, x.risk_score, x.timestamp,
+                d.event_id
+         FROM audit a LEFT JOIN actions x ON x.seq = a.seq
+              LEFT JOIN budget_removals d ON d.seq = a.seq ORDER BY a.seq",
     )?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
@@ -203,7 +208,11 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
                 "record hash does not match its contents (record edited)".into(),
             ));
         }
+        let removed_by_budget: Option<String> = row.get(13)?;
         match (&payload, &action_event_id) {
+            (None, _) if removed_by_budget.as_deref() == Some(event_id.as_str()) => {
+                budget_removed += 1;
+            }
             (None, _) => problems.push(problem("the action for this record was deleted".into())),
             (Some(payload), Some(action_id)) => {
                 if hex::encode(sha256(payload.as_bytes())) != payload_sha {
@@ -275,6 +284,7 @@ pub fn verify(conn: &Connection, public_key_hex: &str) -> anyhow::Result<VerifyR
         records,
         checkpoints,
         last_checkpoint_seq,
+        removed_by_budget: budget_removed,
         problems,
     })
 }

@@ -33,12 +33,24 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_pending ON actions (upload_state, seq);
 CREATE INDEX IF NOT EXISTS actions_session ON actions (session_id, seq);
 CREATE INDEX IF NOT EXISTS actions_decision ON actions (decision, seq);
+-- The disk budget's oldest allow decisions, acknowledged or pending, without a scan.
+CREATE INDEX IF NOT EXISTS actions_budget ON actions (decision, upload_state, seq);
 
 -- Why the relay refused an event (upload_state 2); such events are not sent again.
 CREATE TABLE IF NOT EXISTS upload_rejections (
     seq         INTEGER PRIMARY KEY,
     reason      TEXT NOT NULL,
     rejected_at TEXT NOT NULL
+);
+
+-- Actions the disk budget removed (allow decisions only): `uploaded` 1 had reached the relay
+-- (local history pruned), 0 had not (dropped: counted in status and reported to the relay).
+-- `quintctl audit verify` accounts for these instead of reporting them deleted.
+CREATE TABLE IF NOT EXISTS budget_removals (
+    seq        INTEGER PRIMARY KEY,
+    event_id   TEXT NOT NULL,
+    uploaded   INTEGER NOT NULL,
+    removed_at TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS audit (
@@ -163,6 +175,28 @@ pub struct Recorder {
     checkpoint_every: u64,
 }
 
+/// Rows removed per `enforce_budget` call at most, and per size check within it.
+const BUDGET_STEP: u64 = 2000;
+const BUDGET_CHUNK: u64 = 50;
+
+/// Bytes the database uses (pages in use, not the free list), as this connection sees it.
+fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pragma = |name: &str| {
+        conn.pragma_query_value(None, name, |row| row.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+    };
+    Ok(pragma("page_count")?.saturating_sub(pragma("freelist_count")?) * pragma("page_size")?)
+}
+
+/// What one `enforce_budget` call removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetOutcome {
+    /// Allow decisions the relay already had.
+    pub pruned: u64,
+    /// Allow decisions the relay never got.
+    pub dropped: u64,
+}
+
 /// What happened to one event handed to `append`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -212,6 +246,62 @@ impl Recorder {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    pub fn over_budget(&self, budget: u64) -> rusqlite::Result<bool> {
+        Ok(self.used_bytes()? > budget)
+    }
+
+    fn used_bytes(&self) -> rusqlite::Result<u64> {
+        used_bytes(&self.conn)
+    }
+
+    /// Keeps the database under `budget` bytes: past it, allow-decision actions go, oldest
+    /// first, those the relay already has before those it has not (those are the drops that
+    /// count); deny, ask and alert never. Removes at most `BUDGET_STEP` rows per call, so a
+    /// waiting hook is never held for long; the writer calls again after its next batch.
+    pub fn enforce_budget(&mut self, budget: u64) -> anyhow::Result<BudgetOutcome> {
+        let mut outcome = BudgetOutcome::default();
+        if self.used_bytes()? <= budget {
+            return Ok(outcome);
+        }
+        // Down to 90 %, so a full outbox is not trimmed again after every commit.
+        let target = budget / 10 * 9;
+        let tx = self.conn.transaction()?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut remember = tx.prepare_cached(
+            "INSERT INTO budget_removals (seq, event_id, uploaded, removed_at)
+             SELECT seq, event_id, ?1, ?2 FROM actions
+             WHERE decision = 'allow' AND upload_state = ?1 ORDER BY seq LIMIT ?3",
+        )?;
+        let mut remove = tx.prepare_cached(
+            "DELETE FROM actions WHERE seq IN (SELECT seq FROM budget_removals
+               WHERE removed_at = ?1 AND uploaded = ?2 ORDER BY seq DESC LIMIT ?3)",
+        )?;
+        // Acknowledged ones (state 1) first, then pending ones (state 0), a chunk at a time
+        // until under the target.
+        for state in [1, 0] {
+            loop {
+                let taken = outcome.pruned + outcome.dropped;
+                if taken >= BUDGET_STEP || used_bytes(&tx)? <= target {
+                    break;
+                }
+                let chunk = BUDGET_CHUNK.min(BUDGET_STEP - taken);
+                let removed = remember.execute(params![state, now, chunk as i64])? as u64;
+                if removed == 0 {
+                    break;
+                }
+                remove.execute(params![now, state, removed as i64])?;
+                if state == 1 {
+                    outcome.pruned += removed;
+                } else {
+                    outcome.dropped += removed;
+                }
+            }
+        }
+        drop((remember, remove));
+        tx.commit()?;
+        Ok(outcome)
     }
 
     pub fn head(&self) -> ChainHead {
@@ -362,6 +452,81 @@ mod tests {
         recorder.append(&[event(Decision::Deny)]).unwrap();
         drop(recorder);
         assert!(verify(&config).ok());
+    }
+
+    #[test]
+    fn the_budget_removes_uploaded_then_pending_allow_decisions_and_never_denials() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let mut recorder = Recorder::open(&config).unwrap();
+        let padded = |decision| {
+            let mut event = event(decision);
+            event.target = Some("x".repeat(2000));
+            event
+        };
+        // 400 allow (the first 100 uploaded) and 100 deny, interleaved.
+        let batch: Vec<Event> = (0..500)
+            .map(|i| {
+                padded(if i % 5 == 4 {
+                    Decision::Deny
+                } else {
+                    Decision::Allow
+                })
+            })
+            .collect();
+        recorder.append(&batch).unwrap();
+        let uploaded: Vec<u64> = (1..=125).filter(|seq| seq % 5 != 0).collect();
+        recorder.mark_uploaded(&uploaded, &[]).unwrap();
+        let full = recorder.used_bytes().unwrap();
+        assert_eq!(
+            recorder.enforce_budget(full).unwrap(),
+            BudgetOutcome::default(),
+            "nothing goes under the budget"
+        );
+
+        let outcome = recorder.enforce_budget(full / 2).unwrap();
+        assert_eq!(outcome.pruned, 100, "the uploaded allow decisions go first");
+        assert!(outcome.dropped > 0 && outcome.dropped <= 300, "{outcome:?}");
+        let conn = open_reader(&config.database_path()).unwrap();
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM actions WHERE decision = 'deny'"),
+            100
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM actions WHERE decision = 'allow'"),
+            300 - outcome.dropped as i64
+        );
+        // The oldest pending allow decisions went: the ones left are the newest.
+        let oldest_kept = count("SELECT min(seq) FROM actions WHERE decision = 'allow'");
+        assert!(oldest_kept > 125 + outcome.dropped as i64 - 1);
+        assert_eq!(outbox::dropped_count(&conn).unwrap(), outcome.dropped);
+
+        // Only denials left: nothing more can go.
+        let rest = recorder.enforce_budget(1).unwrap();
+        assert_eq!(rest.pruned, 0);
+        assert_eq!(
+            count("SELECT count(*) FROM actions WHERE decision = 'allow'"),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM actions WHERE decision = 'deny'"),
+            100
+        );
+        assert_eq!(
+            recorder.enforce_budget(1).unwrap(),
+            BudgetOutcome::default()
+        );
+
+        recorder.checkpoint().unwrap();
+        drop(recorder);
+        let report = verify(&config);
+        assert!(
+            report.ok(),
+            "budget removals are not tampering: {:?}",
+            report.problems
+        );
+        assert_eq!(report.removed_by_budget, 400);
     }
 
     #[test]

@@ -125,6 +125,16 @@ pub fn oldest_pending(
         .map(|t| t.with_timezone(&chrono::Utc)))
 }
 
+/// Actions the disk budget removed before the relay had them.
+pub fn dropped_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT count(*) FROM budget_removals WHERE uploaded = 0",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
 /// Actions the relay refused.
 pub fn rejected_count(conn: &Connection) -> rusqlite::Result<u64> {
     conn.query_row(
