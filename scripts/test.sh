@@ -33,6 +33,10 @@ else
     export QUINT_TEST_PG="$private_pg_url"
 fi
 
+# The fleet chaos test restarts a Postgres of its own: it needs the server binaries.
+private_pg_ensure_server
+export QUINT_TEST_PG_BIN="$private_pg_server"
+
 step "redis for the relay's shared cache test"
 # The Redis on 127.0.0.1:6379 if one answers; otherwise a private one on port 56379 (installed
 # if needed), keeping nothing on disk, stopped on exit. QUINT_TEST_OWN_REDIS=1 forces the private one.

@@ -20,9 +20,9 @@ private_pg_bin() {
     echo "$bin"
 }
 
-private_pg_start() {
-    local port="$1"
-    shift
+# Sets private_pg_server to the server binaries' directory, installing them when missing; as
+# root, makes sure the user the server runs as exists.
+private_pg_ensure_server() {
     private_pg_server=$(private_pg_bin)
     if [ -z "$private_pg_server" ]; then
         echo "installing the PostgreSQL server"
@@ -36,11 +36,19 @@ private_pg_start() {
         fi
         private_pg_server=$(private_pg_bin)
     fi
+    # The server refuses to run as root.
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    fi
+}
+
+private_pg_start() {
+    local port="$1"
+    shift
+    private_pg_ensure_server || return 1
     private_pg_dir=$(mktemp -d /tmp/quint-pg.XXXXXX)
     private_pg_run=""
     if [ "$(id -u)" = 0 ]; then
-        # The server refuses to run as root.
-        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
         chown postgres "$private_pg_dir"
         private_pg_run="runuser -u postgres --"
     fi

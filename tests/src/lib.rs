@@ -5,6 +5,7 @@
 //! `QUINT_BIN_DIR`.
 
 pub mod bus;
+pub mod private_pg;
 pub mod relay;
 
 use std::io::Write;

@@ -32,11 +32,12 @@ fn with_user(url: &str, user: &str) -> String {
 }
 
 pub fn admin_client() -> postgres::Client {
-    postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap_or_else(|e| {
-        panic!(
-            "cannot reach the test Postgres at {} ({e}); scripts/test.sh starts one",
-            admin_url()
-        )
+    admin_client_of(&admin_url())
+}
+
+fn admin_client_of(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!("cannot reach the test Postgres at {url} ({e}); scripts/test.sh starts one")
     })
 }
 
@@ -51,21 +52,28 @@ pub struct Relay {
     _dir: tempfile::TempDir,
     /// False for a second process on another relay's database: dropping it leaves the database.
     owns_database: bool,
+    /// The server's administrative URL (the database and role are made and dropped there).
+    admin_url: String,
 }
 
 impl Relay {
     /// Creates and migrates a database; does not serve yet.
     pub fn prepare() -> Relay {
+        Relay::prepare_on(&admin_url())
+    }
+
+    /// `prepare` on another Postgres server (one a test restarts).
+    pub fn prepare_on(admin_url: &str) -> Relay {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let database = format!("quint_test_{}_{n}", std::process::id());
         let app_role = format!("{database}_app");
         // Before the database exists: a missing binary must not leave one behind.
         let relay_bin = bin("quint-relay");
-        let mut admin = admin_client();
+        let mut admin = admin_client_of(admin_url);
         admin
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .unwrap();
-        let owner_url = with_database(&admin_url(), &database);
+        let owner_url = with_database(admin_url, &database);
         let dir = tempfile::tempdir().unwrap();
         // From here on a failure drops `relay`, which drops the database and role.
         let relay = Relay {
@@ -78,6 +86,7 @@ impl Relay {
             child: None,
             _dir: dir,
             owns_database: true,
+            admin_url: admin_url.to_string(),
         };
         let migrated = Command::new(relay_bin)
             .args(["migrate", "--database-url", &relay.owner_url])
@@ -110,6 +119,7 @@ impl Relay {
             child: None,
             _dir: dir,
             owns_database: false,
+            admin_url: self.admin_url.clone(),
         };
         other.serve(flags);
         other
@@ -133,8 +143,32 @@ impl Relay {
 
     /// `serve` with extra environment variables (the AWS settings of the SNS bus).
     pub fn serve_with_env(&mut self, flags: &[&str], env: &[(String, String)]) {
-        let port = free_port();
-        let log = std::fs::File::create(&self.log).unwrap();
+        self.serve_on(free_port(), flags, env);
+    }
+
+    /// Stops serving (SIGKILL); `resume` serves again at the same address.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn resume(&mut self) {
+        let port: u16 = self
+            .base_url
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .expect("served before");
+        self.serve_on(port, &[], &[]);
+    }
+
+    fn serve_on(&mut self, port: u16, flags: &[&str], env: &[(String, String)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(bin("quint-relay"))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
@@ -342,7 +376,7 @@ impl Drop for Relay {
         }
         // One statement per call: DROP DATABASE cannot run inside the implicit transaction of
         // a multi-statement query.
-        let mut admin = admin_client();
+        let mut admin = admin_client_of(&self.admin_url);
         for statement in [
             format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
