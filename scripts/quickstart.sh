@@ -1,27 +1,77 @@
 #!/usr/bin/env bash
-# Runs Quint end to end on local defaults: builds, starts a private quintd as you (no root)
-# under a temporary state dir, replays a short scripted Claude Code session through
-# `quintctl hook claude-code` (one call carries a pasted secret), shows `quintctl status`,
-# `quintctl events`, `quintctl redact` and `quintctl audit find-secret`, and stops it all.
+# Runs Quint end to end on one machine, on local defaults: builds; brings up Postgres (the one
+# on 127.0.0.1:5432 if it answers, else a private throwaway cluster), a relay on a database of
+# its own, a tenant and a deploy token; starts a private quintd as you (no root) under a
+# temporary state dir and enrolls it; replays a short scripted Claude Code session through
+# `quintctl hook claude-code` (one call carries a pasted secret); shows `quintctl status`,
+# `quintctl events`, `quintctl redact`, `quintctl audit find-secret` and what the tenant API
+# returns for those actions; then stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+source scripts/lib/private-postgres.sh
 
-echo "==> building quintd and quintctl"
+echo "==> building quintd, quintctl and quint-relay"
 cargo build --bins --quiet
 bin="$root/target/debug"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/quint-quickstart.XXXXXX")
-daemon_pid=""
+daemon_pid="" relay_pid="" database="" pg_admin=""
 cleanup() {
     if [[ -n "$daemon_pid" ]] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -TERM "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
         echo "==> stopped quintd (pid $daemon_pid)"
     fi
+    if [[ -n "$relay_pid" ]] && kill -0 "$relay_pid" 2>/dev/null; then
+        kill -TERM "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
+        echo "==> stopped quint-relay (pid $relay_pid)"
+    fi
+    if [[ -n "$database" && -z "$private_pg_dir" ]]; then
+        psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $database" -c "DROP ROLE IF EXISTS ${database}_app" >/dev/null 2>&1 || true
+        echo "==> dropped database $database"
+    fi
+    if [[ -n "$private_pg_dir" ]]; then
+        private_pg_stop
+        echo "==> stopped the private Postgres"
+    fi
     rm -rf "$work"
     echo "==> removed $work"
 }
 trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+echo "==> Postgres"
+# QUINT_QUICKSTART_OWN_PG=1 forces the private cluster.
+if [[ "${QUINT_QUICKSTART_OWN_PG:-0}" != 1 ]] && port_answers 5432 && command -v psql >/dev/null && psql -qtA "postgres://postgres@127.0.0.1:5432/postgres" -c 'select 1' >/dev/null 2>&1; then
+    pg_admin="postgres://postgres@127.0.0.1:5432/postgres"
+    echo "  using the Postgres on 127.0.0.1:5432"
+else
+    private_pg_start "$(free_port)"
+    pg_admin="$private_pg_url"
+    PATH="$private_pg_server:$PATH"
+fi
+database="quint_quickstart_$$"
+psql -q "$pg_admin" -c "CREATE DATABASE $database" >/dev/null
+owner_url="${pg_admin%/*}/$database"
+"$bin/quint-relay" migrate --database-url "$owner_url" >/dev/null
+psql -q "$pg_admin" -c "CREATE ROLE ${database}_app LOGIN IN ROLE quint_app" >/dev/null
+app_url="postgres://${database}_app@${owner_url#*@}"
+echo "  database $database (the relay connects as ${database}_app, which row level security binds)"
+
+relay_port=$(free_port)
+relay="http://127.0.0.1:$relay_port"
+echo "==> starting quint-relay on $relay"
+"$bin/quint-relay" serve --database-url "$app_url" --listen "127.0.0.1:$relay_port" 2> "$work/relay.log" &
+relay_pid=$!
+for _ in $(seq 1 100); do port_answers "$relay_port" && break; sleep 0.1; done
+port_answers "$relay_port" || { cat "$work/relay.log"; echo "quint-relay did not start" >&2; exit 1; }
+tenant=$("$bin/quint-relay" admin tenant create --name "Quickstart" --json --database-url "$owner_url")
+api_key=$(printf '%s' "$tenant" | sed -n 's/.*"api_key": *"\([^"]*\)".*/\1/p')
+deploy_token=$(curl -fsS -X POST "$relay/v1/deploy-tokens" -H "Authorization: Bearer $api_key" \
+    -H 'Content-Type: application/json' -d '{"name":"quickstart"}' | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+echo "  tenant $(printf '%s' "$tenant" | sed -n 's/.*"tenant_id": *"\([^"]*\)".*/\1/p'), deploy token created"
 
 # A private installation: every path under $work, a pretend home with an SSH key to protect.
 export QUINT_STATE_DIR="$work/state" QUINT_SOCKET="$work/quintd.sock" QUINT_CONFIG="$work/config.yaml"
@@ -37,6 +87,9 @@ echo "==> starting a private quintd (state in $QUINT_STATE_DIR)"
 daemon_pid=$!
 for _ in $(seq 1 100); do [[ -S "$QUINT_SOCKET" ]] && break; sleep 0.05; done
 [[ -S "$QUINT_SOCKET" ]] || { cat "$work/quintd.log"; echo "quintd did not start" >&2; exit 1; }
+
+echo "==> enrolling quintd with the relay"
+QUINT_DEPLOY_TOKEN="$deploy_token" "$bin/quintctl" enroll --relay "$relay"
 
 echo "==> installing the hook into this (temporary) home's Claude Code settings"
 mkdir -p "$HOME/.claude"
@@ -67,6 +120,11 @@ hook PreToolUse Bash '{"command":"rm -rf ~/"}'
 # A pasted credential: recorded, but only as a marker (the value is a made-up Stripe key).
 hook PreToolUse Bash '{"command":"curl https://api.stripe.com/v1/charges -u sk_live_4eC39HqLyjWDarjtT1zdp7dc9:"}'
 
+# Uploads go at once; give them a moment to land.
+for _ in $(seq 1 50); do
+    "$bin/quintctl" status --json | grep -q '"pending": *0' && break
+    sleep 0.1
+done
 echo
 echo "==> quintctl status"
 "$bin/quintctl" status || true
@@ -82,3 +140,16 @@ printf 'sk_live_4eC39HqLyjWDarjtT1zdp7dc9' | "$bin/quintctl" audit find-secret |
 echo
 echo "==> quintctl audit verify"
 "$bin/quintctl" audit verify
+echo
+echo "==> what the tenant API returns for this session (GET /v1/actions, redacted on the laptop)"
+curl -fsS "$relay/v1/actions?session=$session&limit=20" -H "Authorization: Bearer $api_key" |
+    python3 -c 'import json,sys
+for a in reversed(json.load(sys.stdin)["items"]):
+    print("  %-6s %-5s %s" % (a["decision"], a.get("tool_name") or "", (a.get("target") or "")[:90]))'
+echo
+echo "==> the device as the tenant sees it (GET /v1/devices)"
+curl -fsS "$relay/v1/devices" -H "Authorization: Bearer $api_key" |
+    python3 -c 'import json,sys
+for d in json.load(sys.stdin)["items"]:
+    h = d.get("health") or {}
+    print("  %s %s quintd %s, %s pending, %s dropped" % (d["device_id"], d["hostname"], d["daemon_version"], (h.get("outbox") or {}).get("pending"), (h.get("outbox") or {}).get("dropped")))'
