@@ -16,19 +16,17 @@ cargo build --bins --quiet
 bin="$root/target/debug"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/quint-quickstart.XXXXXX")
-daemon_pid="" relay_pid="" database="" pg_admin=""
+daemon_pid=""
+source scripts/lib/local-relay.sh
 cleanup() {
     if [[ -n "$daemon_pid" ]] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -TERM "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
         echo "==> stopped quintd (pid $daemon_pid)"
     fi
-    if [[ -n "$relay_pid" ]] && kill -0 "$relay_pid" 2>/dev/null; then
-        kill -TERM "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
-        echo "==> stopped quint-relay (pid $relay_pid)"
-    fi
-    if [[ -n "$database" && -z "$private_pg_dir" ]]; then
-        psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $database" -c "DROP ROLE IF EXISTS ${database}_app" >/dev/null 2>&1 || true
-        echo "==> dropped database $database"
+    if [[ -n "$relay_db" ]]; then
+        local pid="$relay_pid" db="$relay_db"
+        local_relay_stop
+        echo "==> stopped quint-relay (pid $pid), dropped database $db"
     fi
     if [[ -n "$private_pg_dir" ]]; then
         private_pg_stop
@@ -39,39 +37,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 echo "==> Postgres"
-# QUINT_QUICKSTART_OWN_PG=1 forces the private cluster.
-if [[ "${QUINT_QUICKSTART_OWN_PG:-0}" != 1 ]] && port_answers 5432 && command -v psql >/dev/null && psql -qtA "postgres://postgres@127.0.0.1:5432/postgres" -c 'select 1' >/dev/null 2>&1; then
-    pg_admin="postgres://postgres@127.0.0.1:5432/postgres"
+# QUINT_QUICKSTART_OWN_PG=1 forces a private throwaway cluster.
+pg_admin="postgres://postgres@127.0.0.1:5432/postgres"
+if [[ "${QUINT_QUICKSTART_OWN_PG:-0}" != 1 ]] && port_answers 5432 && command -v psql >/dev/null && psql -qtA "$pg_admin" -c 'select 1' >/dev/null 2>&1; then
     echo "  using the Postgres on 127.0.0.1:5432"
 else
     private_pg_start "$(free_port)"
     pg_admin="$private_pg_url"
     PATH="$private_pg_server:$PATH"
 fi
-database="quint_quickstart_$$"
-psql -q "$pg_admin" -c "CREATE DATABASE $database" >/dev/null
-owner_url="${pg_admin%/*}/$database"
-"$bin/quint-relay" migrate --database-url "$owner_url" >/dev/null
-psql -q "$pg_admin" -c "CREATE ROLE ${database}_app LOGIN IN ROLE quint_app" >/dev/null
-app_url="postgres://${database}_app@${owner_url#*@}"
-echo "  database $database (the relay connects as ${database}_app, which row level security binds)"
 
-relay_port=$(free_port)
-relay="http://127.0.0.1:$relay_port"
-echo "==> starting quint-relay on $relay"
-"$bin/quint-relay" serve --database-url "$app_url" --listen "127.0.0.1:$relay_port" 2> "$work/relay.log" &
-relay_pid=$!
-for _ in $(seq 1 100); do port_answers "$relay_port" && break; sleep 0.1; done
-port_answers "$relay_port" || { cat "$work/relay.log"; echo "quint-relay did not start" >&2; exit 1; }
-tenant=$("$bin/quint-relay" admin tenant create --name "Quickstart" --json --database-url "$owner_url")
-api_key=$(printf '%s' "$tenant" | sed -n 's/.*"api_key": *"\([^"]*\)".*/\1/p')
+echo "==> starting quint-relay on a database of its own (quint_quickstart_$$)"
+relay_log="$work/relay.log"
+local_relay_start "$bin" "$pg_admin" "quint_quickstart_$$"
+relay="$relay_url"
 deploy_token=$(curl -fsS -X POST "$relay/v1/deploy-tokens" -H "Authorization: Bearer $api_key" \
-    -H 'Content-Type: application/json' -d '{"name":"quickstart"}' | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
-echo "  tenant $(printf '%s' "$tenant" | sed -n 's/.*"tenant_id": *"\([^"]*\)".*/\1/p'), deploy token created"
+    -H 'Content-Type: application/json' -d '{"name":"quickstart"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+echo "  $relay · tenant $tenant_id · deploy token created"
 
 # A private installation: every path under $work, a pretend home with an SSH key to protect.
 export QUINT_STATE_DIR="$work/state" QUINT_SOCKET="$work/quintd.sock" QUINT_CONFIG="$work/config.yaml"

@@ -13,45 +13,25 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-20}"
 source scripts/lib/private-postgres.sh
-trap private_pg_stop EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib/local-relay.sh
+cpu_log=$(mktemp)
+cleanup() {
+    local_relay_stop
+    rm -f "$cpu_log"
+    private_pg_stop
+}
+trap cleanup EXIT
 if [ -n "${QUINT_TEST_PG:-}" ]; then
     admin="$QUINT_TEST_PG"
 else
     private_pg_start "$(free_port)" -c max_wal_size=8GB
     admin="$private_pg_url"
 fi
-base="${admin%/*}"
-db="quint_load_$$"
-role="${db}_app"
-owner_url="$base/$db"
-app_url="$(echo "$owner_url" | sed -E "s#://([^@/]*@)?#://${role}@#")"
 
 cargo build --release --quiet -p quint-relay -p quint-e2e --bin quint-relay --bin quint-relay-load
 bin=target/release
-
-psql_admin() { psql "$admin" -qAtc "$1"; }
-cleanup() {
-    [ -n "${relay_pid:-}" ] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null || true
-    psql_admin "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db'" >/dev/null || true
-    psql_admin "DROP DATABASE IF EXISTS $db" || true
-    psql_admin "DROP ROLE IF EXISTS $role" || true
-    rm -f "$cpu_log"
-    private_pg_stop
-}
-trap cleanup EXIT
-cpu_log=$(mktemp)
-
-psql_admin "CREATE DATABASE $db"
-"$bin/quint-relay" migrate --database-url "$owner_url" >/dev/null
-psql_admin "CREATE ROLE $role LOGIN IN ROLE quint_app"
-api_key=$("$bin/quint-relay" admin tenant create --name load --json --database-url "$owner_url" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-
-port=$(free_port)
-QUINT_LOG=warn "$bin/quint-relay" serve --database-url "$app_url" --listen "127.0.0.1:$port" --pool-size "${QUINT_BENCH_POOL:-8}" &
-relay_pid=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+QUINT_LOG=warn local_relay_start "$bin" "$admin" "quint_load_$$" --pool-size "${QUINT_BENCH_POOL:-8}"
+app_url="$relay_app_url"
 
 # CPU time (clock ticks) of the relay and of every local Postgres process: CPU per event drifts
 # far less than events/s on a shared machine.
@@ -67,14 +47,14 @@ echo "== POST /v1/ingest, 32 devices, 500-event batches, ${seconds}s"
 # The generator measures after a 2 s warm-up; sample CPU over the same window.
 (sleep 2; cpu_ticks > "$cpu_log"; sleep "$seconds"; cpu_ticks >> "$cpu_log") &
 sampler_pid=$!
-batched=$("$bin/quint-relay-load" --relay "http://127.0.0.1:$port" --api-key "$api_key" --seconds "$seconds")
+batched=$("$bin/quint-relay-load" --relay "$relay_url" --api-key "$api_key" --seconds "$seconds")
 wait "$sampler_pid"
 echo "$batched"
 echo "== POST /v1/ingest, open loop: 32 devices offering 50,000 events/s together, ${seconds}s"
-offered=$("$bin/quint-relay-load" --relay "http://127.0.0.1:$port" --api-key "$api_key" --seconds "$seconds" --rate 50000)
+offered=$("$bin/quint-relay-load" --relay "$relay_url" --api-key "$api_key" --seconds "$seconds" --rate 50000)
 echo "$offered"
 echo "== row by row: the same writes one statement at a time, 32 connections, ${seconds}s"
-rows=$("$bin/quint-relay-load" --relay "http://127.0.0.1:$port" --api-key "$api_key" --seconds "$seconds" --row-by-row --database-url "$app_url")
+rows=$("$bin/quint-relay-load" --relay "$relay_url" --api-key "$api_key" --seconds "$seconds" --row-by-row --database-url "$app_url")
 echo "$rows"
 python3 - "$batched" "$rows" "$offered" "$cpu_log" "$(getconf CLK_TCK)" <<'PY'
 import json, sys

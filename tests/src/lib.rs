@@ -317,3 +317,11 @@ pub fn stdout_json(output: &Output) -> serde_json::Value {
     serde_json::from_str(text.trim())
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text:?}"))
 }
+
+/// The `p` quantile (0..=1) of sorted values, nearest rank; 0 for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}

@@ -130,12 +130,7 @@ fn enroll_devices(args: &Args) -> Vec<String> {
         .collect()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use quint_e2e::percentile;
 
 fn main() {
     let args = parse_args();
