@@ -181,6 +181,65 @@ fn hook_events_reach_the_tenant_api_under_this_device_shaped_and_redacted() {
         devices.json["items"][0]["health"]["daemon_version"].is_string()
     });
     assert!(reported, "the heartbeat reaches GET /v1/devices");
+
+    // An event the relay refuses (a session id longer than it stores) is kept, counted, and
+    // not sent again; the events after it still go.
+    let long_session = "s".repeat(300);
+    bash(&env, &long_session, "echo refused by the relay");
+    bash(&env, "sess-fleet-1", "echo after the refused one");
+    let counted = env.wait_for(Duration::from_secs(15), || {
+        let link = status(&env);
+        link["rejected"] == 1 && link["pending"] == 0
+    });
+    assert!(counted, "{}", status(&env));
+    assert_eq!(stored_actions(&relay, &device_id).len(), 3);
+    let rejected: i64 = env
+        .database()
+        .query_row(
+            "SELECT count(*) FROM upload_rejections WHERE reason LIKE '%session_id%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rejected, 1, "the relay's reason is kept");
+
+    // A revoked deploy token (read from a file this time) is refused with the relay's reason.
+    let second = deploy_token(&relay, &acme);
+    let tokens = relay.call("GET", "/v1/deploy-tokens", Some(&acme.api_key), None);
+    let id = tokens.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["revoked"] == false && t["uses"] == 0)
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("{}", tokens.text));
+    let revoke = relay.call(
+        "DELETE",
+        &format!("/v1/deploy-tokens/{id}"),
+        Some(&acme.api_key),
+        None,
+    );
+    assert_eq!(revoke.status, 204, "{}", revoke.text);
+    let file = env.dir.path().join("deploy-token");
+    std::fs::write(&file, format!("{second}\n")).unwrap();
+    let refused = env.ctl(&[
+        "enroll",
+        "--relay",
+        &relay.base_url,
+        "--token-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        status(&env)["device_id"],
+        device_id.as_str(),
+        "a refused enrollment changes nothing"
+    );
 }
 
 #[test]
