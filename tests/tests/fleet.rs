@@ -474,3 +474,95 @@ fn past_the_disk_budget_only_allow_decisions_are_dropped_and_status_and_relay_co
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// `quintctl doctor --json` as (name, outcome) pairs, with its exit code.
+fn doctor(env: &QuintEnv) -> (i32, Vec<(String, String)>, Value) {
+    let output = env.ctl(&["doctor", "--json"]);
+    let checks = stdout_json(&output);
+    let pairs = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (output.status.code().unwrap(), pairs, checks)
+}
+
+fn outcome_of(pairs: &[(String, String)], name: &str) -> String {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, o)| o.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn doctor_names_each_problem_with_its_fix() {
+    let mut relay = Relay::start();
+    let acme = relay.create_tenant("Acme");
+    let env = QuintEnv::new();
+    std::fs::create_dir_all(env.home.join(".claude")).unwrap();
+
+    let (code, pairs, checks) = doctor(&env);
+    assert_eq!(code, 1);
+    assert_eq!(outcome_of(&pairs, "daemon"), "fail");
+    assert!(
+        checks[0]["fix"].as_str().unwrap().contains("systemctl"),
+        "{checks}"
+    );
+    assert_eq!(outcome_of(&pairs, "enrollment"), "skip");
+
+    let _daemon = env.start_daemon();
+    let (code, pairs, checks) = doctor(&env);
+    assert_eq!(code, 1, "{checks}");
+    assert_eq!(outcome_of(&pairs, "daemon"), "pass");
+    assert_eq!(outcome_of(&pairs, "socket"), "pass");
+    assert_eq!(outcome_of(&pairs, "enrollment"), "warn");
+    let hooks = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hooks")
+        .unwrap();
+    assert_eq!(hooks["outcome"], "fail", "{checks}");
+    assert!(hooks["fix"]
+        .as_str()
+        .unwrap()
+        .contains("hooks install --agent claude-code"));
+
+    let installed = env.ctl(&["hooks", "install", "--agent", "claude-code"]);
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    enroll(&env, &relay, &deploy_token(&relay, &acme));
+    let (code, pairs, checks) = doctor(&env);
+    assert_eq!(code, 0, "{checks}");
+    for name in [
+        "daemon",
+        "socket",
+        "policy",
+        "enrollment",
+        "relay",
+        "clock",
+        "hooks",
+    ] {
+        assert_eq!(outcome_of(&pairs, name), "pass", "{name}: {checks}");
+    }
+    // The tests run quintd without collectors: a warning with the fix, not a failure.
+    assert_eq!(outcome_of(&pairs, "collectors"), "warn");
+    let human = String::from_utf8_lossy(&env.ctl(&["doctor"]).stdout).to_string();
+    assert!(human.contains("[ok  ] relay"), "{human}");
+
+    relay.stop();
+    let (code, pairs, _) = doctor(&env);
+    assert_eq!(code, 1);
+    assert_eq!(outcome_of(&pairs, "relay"), "fail");
+    assert_eq!(outcome_of(&pairs, "clock"), "skip");
+}

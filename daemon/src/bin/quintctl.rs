@@ -35,6 +35,11 @@ enum Command {
         /// claude-code, cursor, codex or gemini-cli
         agent: String,
     },
+    /// Check the installation and print the fix for each failure (exit 1 if any failed).
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Enroll this device with a relay: quintd then uploads its actions there and takes the
     /// tenant's policy from it. Enrolling again replaces the device token.
     Enroll {
@@ -331,6 +336,7 @@ fn main() -> ExitCode {
             McpAction::Uninstall(args) => mcp_install(false, args),
         },
         Command::Status { json } => ctl::status::run(&config, json),
+        Command::Doctor { json } => ctl::doctor::run(&config, json),
         Command::Enroll {
             relay,
             token,

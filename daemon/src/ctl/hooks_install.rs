@@ -42,6 +42,11 @@ pub fn settings_path(agent: Agent, scope: Scope, home: &Path) -> Result<PathBuf,
     })
 }
 
+/// Whether the agent is installed for this home (its config directory exists).
+pub fn agent_present(agent: Agent, home: &Path) -> bool {
+    agent_home_dir(agent, home).is_dir()
+}
+
 /// The agent's own config directory in a home, whose presence means the agent is installed.
 fn agent_home_dir(agent: Agent, home: &Path) -> PathBuf {
     home.join(match agent {
@@ -298,9 +303,8 @@ pub fn run(request: Request) -> i32 {
                 continue;
             }
         };
-        let detected = request.scope == Scope::Managed
-            || agent_home_dir(agent, &home).is_dir()
-            || path.exists();
+        let detected =
+            request.scope == Scope::Managed || agent_present(agent, &home) || path.exists();
         if request.install && !explicit && !detected {
             outcomes.push(outcome(
                 agent,

@@ -1,6 +1,7 @@
 //! quintctl's subcommands, one module each.
 
 pub mod audit;
+pub mod doctor;
 pub mod enroll;
 pub mod events;
 pub mod find_secret;
