@@ -33,6 +33,9 @@ else
     export QUINT_TEST_PG="$private_pg_url"
 fi
 
+# The packaging test checks the systemd units with systemd-analyze.
+command -v systemd-analyze >/dev/null || apt_install systemd
+
 # The fleet chaos test restarts a Postgres of its own: it needs the server binaries.
 private_pg_ensure_server
 export QUINT_TEST_PG_BIN="$private_pg_server"

@@ -59,6 +59,8 @@ enum WriterMessage {
     Checkpoint,
     /// Apply the disk budget now (also done after commits, at most once a second).
     EnforceBudget,
+    /// Answered at once: the watchdog's proof that the writer is not stuck.
+    Ping(oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -239,6 +241,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     release_freed_memory();
     tracing::info!(socket = %daemon.config.socket.display(), state_dir = %daemon.config.state_dir.display(), "quintd listening");
 
+    // Under systemd (Type=notify): ready once the socket answers, and watchdog pings while
+    // the writer that every hook answer waits on keeps answering.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        tokio::spawn(ping_watchdog(writer_tx.clone(), timeout));
+    }
     let _watcher = watch_policy_dir(daemon.clone());
     tokio::spawn(poll_policy_dir(daemon.clone()));
     tokio::spawn(ingest_spool_periodically(daemon.clone()));
@@ -376,6 +384,10 @@ fn run_writer(
                 continue;
             }
             WriterMessage::Shutdown => break,
+            WriterMessage::Ping(reply) => {
+                let _ = reply.send(());
+                continue;
+            }
             WriterMessage::EnforceBudget => {
                 budget_checked = Instant::now();
                 enforce_budget(&mut recorder, budget_bytes, &mut over_budget_warned);
@@ -401,6 +413,9 @@ fn run_writer(
                     break;
                 }
                 Ok(WriterMessage::Checkpoint | WriterMessage::EnforceBudget) => {}
+                Ok(WriterMessage::Ping(reply)) => {
+                    let _ = reply.send(());
+                }
                 Ok(WriterMessage::Uploaded(outcome, reply)) => {
                     let marked = recorder
                         .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
@@ -1193,6 +1208,26 @@ async fn dispatch(daemon: &Daemon, request: Request, peer: Peer) -> Reply {
             daemon
                 .with_pins(move |conn| mcp_pins::list(conn, scope))
                 .await
+        }
+    }
+}
+
+/// Pings systemd's watchdog at a third of its timeout, each time only after the writer
+/// answered: a wedged writer stops the pings and systemd restarts quintd.
+async fn ping_watchdog(writer: mpsc::Sender<WriterMessage>, timeout: Duration) {
+    loop {
+        tokio::time::sleep(timeout / 3).await;
+        let (reply, answer) = oneshot::channel();
+        if writer.send(WriterMessage::Ping(reply)).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(timeout / 3, answer).await {
+            Ok(Ok(())) => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            _ => tracing::error!(
+                "the writer did not answer the watchdog; systemd will restart quintd if this lasts"
+            ),
         }
     }
 }
