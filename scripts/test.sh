@@ -33,8 +33,15 @@ else
     export QUINT_TEST_PG="$private_pg_url"
 fi
 
-# The packaging test checks the systemd units with systemd-analyze.
-command -v systemd-analyze >/dev/null || apt_install systemd
+# The packaging tests: systemd-analyze for the units, shellcheck for the maintainer scripts,
+# rpm to read the .rpm, cargo-deb and cargo-generate-rpm to build the packages.
+missing=()
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v rpm >/dev/null || missing+=(rpm)
+[ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
+command -v cargo-generate-rpm >/dev/null || cargo install cargo-generate-rpm --locked --quiet
 
 # The fleet chaos test restarts a Postgres of its own: it needs the server binaries.
 private_pg_ensure_server

@@ -1,0 +1,1 @@
+/usr/lib/quint/package-hooks.sh configure
