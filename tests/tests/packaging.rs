@@ -239,14 +239,17 @@ fn the_deb_and_rpm_hold_the_right_files_modes_owners_and_checked_scripts() {
 /// /run are overlays: the machine's own stay untouched. Prints what it finds as marker lines.
 const INSTALL_SCRIPT: &str = r#"
 set -eu
-top=$1 deb=$2
+top=$1 deb=$2 installer=$3
 for d in etc usr var run; do
     mkdir -p "$top/u/$d" "$top/w/$d"
     mount -t overlay overlay -o "lowerdir=/$d,upperdir=$top/u/$d,workdir=$top/w/$d" "/$d"
 done
 trap 'kill -KILL "$(cat /run/quint/quintd.pid 2>/dev/null)" 2>/dev/null || true' EXIT
 [ -d /run/systemd/system ] && echo "SYSTEMD RUNNING"
-dpkg -i "$deb" > "$top/install.log" 2>&1 || { cat "$top/install.log"; exit 1; }
+# As a fleet admin would: packaging/install.sh, twice (the second run changes nothing).
+sh "$installer" --relay "$QUINT_RELAY_URL" --packages "$(dirname "$deb")" > "$top/install.log" 2>&1 || { cat "$top/install.log"; exit 1; }
+sh "$installer" --relay "$QUINT_RELAY_URL" --packages "$(dirname "$deb")" > "$top/reinstall.log" 2>&1 || { cat "$top/reinstall.log"; exit 1; }
+grep -q "already installed" "$top/reinstall.log" && echo "IDEMPOTENT"
 quintctl status --json > "$top/status.json" || true
 quintctl doctor --json > "$top/doctor.json" || true
 grep -q quintctl /etc/claude-code/managed-settings.json && echo "HOOK INSTALLED"
@@ -301,6 +304,7 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
         ])
         .arg(top.path())
         .arg(&deb)
+        .arg(repository().join("packaging/install.sh"))
         .env("QUINT_DEPLOY_TOKEN", token.json["token"].as_str().unwrap())
         .env("QUINT_RELAY_URL", &relay.base_url)
         .env("QUINT_CONFIG", &config)
@@ -309,7 +313,7 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout).to_string();
-    let logs = ["install.log", "remove.log", "purge.log"]
+    let logs = ["install.log", "reinstall.log", "remove.log", "purge.log"]
         .iter()
         .map(|f| std::fs::read_to_string(top.path().join(f)).unwrap_or_default())
         .collect::<Vec<_>>()
@@ -374,6 +378,10 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
         "managed hooks installed: {report}\n{logs}"
     );
     assert!(
+        report.contains("IDEMPOTENT"),
+        "install.sh run again changes nothing (one device at the relay): {report}\n{logs}"
+    );
+    assert!(
         report.contains("STATE KEPT"),
         "removing keeps state for a reinstall: {report}"
     );
@@ -391,5 +399,68 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
         Path::new("/etc/quint").exists(),
         system_install_before,
         "the machine's own /etc was not touched"
+    );
+}
+
+/// What `plutil -lint` would check, with Python's plistlib: the LaunchDaemon and the
+/// configuration profile parse as property lists and carry the keys launchd and MDMs need.
+const PLIST_CHECK: &str = r#"
+import plistlib, re, sys
+daemon = plistlib.load(open(sys.argv[1], "rb"))
+for key in ("Label", "ProgramArguments", "RunAtLoad", "KeepAlive"):
+    assert key in daemon, f"LaunchDaemon lacks {key}"
+assert daemon["Label"] == "com.quint.quintd"
+assert daemon["ProgramArguments"][0] == "/usr/local/bin/quintd"
+profile = plistlib.load(open(sys.argv[2], "rb"))
+uuid = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
+for key in ("PayloadType", "PayloadVersion", "PayloadIdentifier", "PayloadUUID", "PayloadContent"):
+    assert key in profile, f"profile lacks {key}"
+assert profile["PayloadType"] == "Configuration"
+uuids = [profile["PayloadUUID"]]
+for payload in profile["PayloadContent"]:
+    for key in ("PayloadType", "PayloadVersion", "PayloadIdentifier", "PayloadUUID", "RelayURL", "DeployToken"):
+        assert key in payload, f"payload lacks {key}"
+    assert payload["PayloadType"] == "com.quint.agent"
+    assert payload["DeployToken"].startswith("qdt_")
+    uuids.append(payload["PayloadUUID"])
+assert all(uuid.match(u) for u in uuids) and len(set(uuids)) == len(uuids), uuids
+print("ok")
+"#;
+
+#[test]
+fn the_macos_launch_daemon_and_profile_are_valid_and_the_install_scripts_pass_shellcheck() {
+    let macos = repository().join("packaging/macos");
+    let output = Command::new("python3")
+        .args(["-c", PLIST_CHECK])
+        .arg(macos.join("com.quint.quintd.plist"))
+        .arg(macos.join("quint.mobileconfig"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The postinstall reads the very keys the profile sets.
+    let postinstall = std::fs::read_to_string(macos.join("scripts/postinstall")).unwrap();
+    for key in ["com.quint.agent", "RelayURL", "DeployToken"] {
+        assert!(postinstall.contains(key), "postinstall reads {key}");
+    }
+    if tool_missing("shellcheck") {
+        return;
+    }
+    let checked = Command::new("shellcheck")
+        .arg("--severity=style")
+        .arg(macos.join("scripts/preinstall"))
+        .arg(macos.join("scripts/postinstall"))
+        .arg(macos.join("build-pkg.sh"))
+        .arg(repository().join("packaging/install.sh"))
+        .arg(repository().join("scripts/package.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
     );
 }
