@@ -3,10 +3,11 @@
 # distribution, installs it (its postinst starts quintd and enrolls with the token), and checks
 # the result with `quintctl doctor`. Idempotent: run again, it changes nothing that is right.
 #
-#   sudo sh install.sh --token qdt_… --relay https://relay.example.com [--packages DIR]
+#   sudo sh install.sh --token qdt_… [--relay https://relay.example.com] [--packages DIR]
 #
 # --packages: where quint_*.deb / quint-*.rpm are (default: beside this script). The token may
-# also come from QUINT_DEPLOY_TOKEN (it stays out of the process list that way).
+# also come from QUINT_DEPLOY_TOKEN (it stays out of the process list that way); the relay from
+# QUINT_RELAY_URL or /etc/quint/relay-url (placed by configuration management).
 set -eu
 
 token="${QUINT_DEPLOY_TOKEN:-}"
@@ -21,7 +22,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root (sudo)" >&2; exit 1; }
-[ -n "$relay" ] || { echo "install.sh: --relay URL is required" >&2; exit 2; }
+if [ -z "$relay" ] && [ -r /etc/quint/relay-url ]; then
+    relay=$(head -n 1 /etc/quint/relay-url | tr -d '[:space:]')
+fi
+[ -n "$relay" ] || { echo "install.sh: no relay: give --relay URL (or QUINT_RELAY_URL, /etc/quint/relay-url)" >&2; exit 2; }
 
 family=""
 if [ -r /etc/os-release ]; then

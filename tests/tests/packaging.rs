@@ -250,6 +250,10 @@ trap 'kill -KILL "$(cat /run/quint/quintd.pid 2>/dev/null)" 2>/dev/null || true'
 sh "$installer" --relay "$QUINT_RELAY_URL" --packages "$(dirname "$deb")" > "$top/install.log" 2>&1 || { cat "$top/install.log"; exit 1; }
 sh "$installer" --relay "$QUINT_RELAY_URL" --packages "$(dirname "$deb")" > "$top/reinstall.log" 2>&1 || { cat "$top/reinstall.log"; exit 1; }
 grep -q "already installed" "$top/reinstall.log" && echo "IDEMPOTENT"
+# An upgrade in place (prerm upgrade, postinst configure) keeps the enrollment.
+before=$(sha256sum /var/lib/quint/enrollment.json)
+dpkg -i "$deb" > "$top/upgrade.log" 2>&1 || { cat "$top/upgrade.log"; exit 1; }
+[ "$(sha256sum /var/lib/quint/enrollment.json)" = "$before" ] && [ -S /run/quint/quintd.sock ] && echo "UPGRADE KEPT STATE"
 quintctl status --json > "$top/status.json" || true
 quintctl doctor --json > "$top/doctor.json" || true
 grep -q quintctl /etc/claude-code/managed-settings.json && echo "HOOK INSTALLED"
@@ -313,11 +317,17 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout).to_string();
-    let logs = ["install.log", "reinstall.log", "remove.log", "purge.log"]
-        .iter()
-        .map(|f| std::fs::read_to_string(top.path().join(f)).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let logs = [
+        "install.log",
+        "reinstall.log",
+        "upgrade.log",
+        "remove.log",
+        "purge.log",
+    ]
+    .iter()
+    .map(|f| std::fs::read_to_string(top.path().join(f)).unwrap_or_default())
+    .collect::<Vec<_>>()
+    .join("\n");
     assert!(
         output.status.success() && report.contains("DONE"),
         "{report}\n{}\n{logs}",
@@ -376,6 +386,10 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
     assert!(
         report.contains("HOOK INSTALLED"),
         "managed hooks installed: {report}\n{logs}"
+    );
+    assert!(
+        report.contains("UPGRADE KEPT STATE"),
+        "an upgrade keeps the enrollment and restarts quintd: {report}\n{logs}"
     );
     assert!(
         report.contains("IDEMPOTENT"),

@@ -63,11 +63,16 @@ first_line() {
 }
 
 enroll() {
+    # Upgrades and reinstalls keep the device: a token still in the environment must not make
+    # a second one. `quintctl enroll` re-enrolls on purpose.
+    if [ -f /var/lib/quint/enrollment.json ]; then
+        rm -f /etc/quint/enroll-token
+        return 0
+    fi
     token="${QUINT_DEPLOY_TOKEN:-$(first_line /etc/quint/enroll-token)}"
     relay="${QUINT_RELAY_URL:-$(first_line /etc/quint/relay-url)}"
     if [ -z "$token" ]; then
-        [ -f /var/lib/quint/enrollment.json ] ||
-            echo "quint: not enrolled; run: quintctl enroll --relay URL --token-file FILE" >&2
+        echo "quint: not enrolled; run: quintctl enroll --relay URL --token-file FILE" >&2
         return 0
     fi
     if [ -z "$relay" ]; then
