@@ -124,7 +124,7 @@ pub async fn run(daemon: Arc<Daemon>) {
                 }
             }
             Err(RelayError::Unauthorized(message)) => {
-                link.revoke(&message);
+                link.revoke(&enrollment, &message);
                 continue;
             }
             Err(RelayError::TooLarge(message)) if batch.len() > 1 => {

@@ -34,7 +34,7 @@ pub async fn run(daemon: Arc<Daemon>) {
                 match sent {
                     Ok(response) if response.status().is_success() => {}
                     Ok(response) => match RelayError::from_response(response).await {
-                        RelayError::Unauthorized(message) => link.revoke(&message),
+                        RelayError::Unauthorized(message) => link.revoke(&enrollment, &message),
                         other => tracing::warn!(error = other.message(), "heartbeat refused"),
                     },
                     Err(e) => {

@@ -132,8 +132,16 @@ impl Link {
         });
     }
 
-    /// The relay said the device token is no good: every loop stops until re-enrollment.
-    fn revoke(&self, message: &str) {
+    /// The relay said the device token of `enrollment` is no good: every loop stops until
+    /// re-enrollment. An answer about a token already replaced (a request in flight while
+    /// `quintctl enroll` ran) says nothing about the new one and is ignored.
+    fn revoke(&self, enrollment: &Arc<Enrollment>, message: &str) {
+        let current = self
+            .current()
+            .is_some_and(|now| Arc::ptr_eq(&now, enrollment));
+        if !current {
+            return;
+        }
         tracing::error!(%message, "the relay refused this device's token: uploads stop until `quintctl enroll` runs again; events are kept");
         self.note(|s| {
             s.revoked = true;
@@ -240,6 +248,31 @@ pub fn start(daemon: &Arc<crate::server::Daemon>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn enrollment(device: &str) -> Enrollment {
+        Enrollment {
+            relay_url: "https://relay.example.com".into(),
+            tenant_id: "t".into(),
+            device_id: device.into(),
+            device_token: format!("qdv_{device}"),
+            enrolled_at: "2026-11-27T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_401_for_a_replaced_token_does_not_revoke_the_new_enrollment() {
+        let link = Link::new(Some(enrollment("old")));
+        let old = link.current().unwrap();
+        link.replace(enrollment("new"));
+        link.revoke(&old, "unknown or revoked device token");
+        assert!(!link.revoked(), "an answer about the old token");
+        let new = link.current().unwrap();
+        link.revoke(&new, "unknown or revoked device token");
+        assert!(link.revoked());
+        assert!(link.status().last_error.unwrap().contains("re-enroll"));
+        link.replace(enrollment("newer"));
+        assert!(!link.revoked(), "re-enrolling clears the revocation");
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_five_minutes_and_honours_retry_after() {

@@ -61,7 +61,7 @@ pub async fn run(daemon: Arc<Daemon>) {
                 continue;
             }
             Err(RelayError::Unauthorized(message)) => {
-                link.revoke(&message);
+                link.revoke(&enrollment, &message);
                 continue;
             }
             Err(RelayError::RetryAfter(after, message)) => {
