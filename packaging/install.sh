@@ -38,20 +38,21 @@ if [ -r /etc/os-release ]; then
 fi
 [ -n "$family" ] || { echo "install.sh: unsupported distribution (${ID:-unknown}); install the .deb or .rpm by hand" >&2; exit 1; }
 
-package=""
 case "$family" in
 deb) pattern="quint_*.deb" ;;
 rpm) pattern="quint-*.rpm" ;;
 esac
-for candidate in "$packages"/$pattern; do
-    [ -e "$candidate" ] && package="$candidate"
-done
+# The newest version when several are there (0.10 after 0.9).
+package=$(for candidate in "$packages"/$pattern; do
+    [ -e "$candidate" ] && printf '%s\n' "$candidate"
+done | sort -V | tail -n 1)
 [ -n "$package" ] || { echo "install.sh: no quint $family package in $packages" >&2; exit 1; }
 
 enrolled() { /usr/bin/quintctl status --json 2>/dev/null | grep -q '"enrolled": *true'; }
 installed_version() {
     case "$family" in
-    deb) dpkg-query -W -f '${Version}' quint 2>/dev/null || true ;;
+    # Removed but not purged still has a version in dpkg's database: only "installed" counts.
+    deb) dpkg-query -W -f '${db:Status-Status} ${Version}' quint 2>/dev/null | sed -n 's/^installed //p' ;;
     rpm) rpm -q --qf '%{VERSION}-%{RELEASE}' quint 2>/dev/null || true ;;
     esac
 }

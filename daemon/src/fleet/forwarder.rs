@@ -37,6 +37,7 @@ pub struct UploadOutcome {
 
 #[derive(Deserialize)]
 struct IngestReply {
+    accepted: usize,
     rejected: Vec<Rejected>,
 }
 
@@ -218,11 +219,14 @@ async fn upload(
     let reply: IngestReply = response.json().await.map_err(|e| {
         RelayError::Failed(format!("the relay's answer is not an ingest reply: {e}"))
     })?;
-    Ok(outcome(batch, reply))
+    outcome(batch, reply)
 }
 
-/// Every event not named in the rejections was accepted.
-fn outcome(batch: &[Pending], reply: IngestReply) -> UploadOutcome {
+/// Every event not named in the rejections was accepted. Acknowledged means accepted: when the
+/// counts disagree (a rejection the reply could not tie to an event), the whole batch stays
+/// pending rather than a refused event being marked delivered.
+fn outcome(batch: &[Pending], reply: IngestReply) -> Result<UploadOutcome, RelayError> {
+    let accepted = reply.accepted;
     let mut reasons: std::collections::HashMap<String, String> = reply
         .rejected
         .into_iter()
@@ -235,7 +239,14 @@ fn outcome(batch: &[Pending], reply: IngestReply) -> UploadOutcome {
             None => outcome.acknowledged.push(pending.seq),
         }
     }
-    outcome
+    if outcome.acknowledged.len() != accepted {
+        return Err(RelayError::Failed(format!(
+            "the relay accepted {accepted} of {} events but named only {} rejections",
+            batch.len(),
+            outcome.rejected.len()
+        )));
+    }
+    Ok(outcome)
 }
 
 /// `{"events":[…]}` around the stored payloads as they are, gzip-compressed.
@@ -268,12 +279,18 @@ mod tests {
     fn events_the_relay_did_not_reject_are_acknowledged() {
         let batch = [pending(1, "a"), pending(2, "b"), pending(3, "c")];
         let reply: IngestReply = serde_json::from_str(
-            r#"{"accepted":2,"rejected":[{"event_id":"b","error":"bad timestamp"},{"event_id":null,"error":"x"}]}"#,
+            r#"{"accepted":2,"rejected":[{"event_id":"b","error":"bad timestamp"}]}"#,
         )
         .unwrap();
-        let outcome = outcome(&batch, reply);
-        assert_eq!(outcome.acknowledged, vec![1, 3]);
-        assert_eq!(outcome.rejected, vec![(2, "bad timestamp".to_string())]);
+        let marked = outcome(&batch, reply).unwrap();
+        assert_eq!(marked.acknowledged, vec![1, 3]);
+        assert_eq!(marked.rejected, vec![(2, "bad timestamp".to_string())]);
+        // A rejection without an id: which event it was is unknown, so none is acknowledged.
+        let unnamed: IngestReply = serde_json::from_str(
+            r#"{"accepted":1,"rejected":[{"event_id":"b","error":"x"},{"event_id":null,"error":"y"}]}"#,
+        )
+        .unwrap();
+        assert!(outcome(&batch, unnamed).is_err());
     }
 
     #[test]

@@ -88,9 +88,11 @@ impl Link {
         self.enrollment.subscribe()
     }
 
-    /// A new enrollment: the revoked state and errors of the old one go with it.
+    /// A new enrollment: the revoked state and errors of the old one go with it. The swap
+    /// happens under the state's lock, as `revoke` checks and sets under it.
     pub fn replace(&self, enrollment: Enrollment) {
-        self.note(|s| {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        {
             let policy = (
                 s.policy_etag.take(),
                 s.policy_fetched_at.take(),
@@ -107,7 +109,7 @@ impl Link {
                 policy_error: policy.2,
                 ..LinkStatus::default()
             };
-        });
+        }
         self.enrollment.send_replace(Some(Arc::new(enrollment)));
     }
 
@@ -136,17 +138,18 @@ impl Link {
     /// re-enrollment. An answer about a token already replaced (a request in flight while
     /// `quintctl enroll` ran) says nothing about the new one and is ignored.
     fn revoke(&self, enrollment: &Arc<Enrollment>, message: &str) {
-        let current = self
-            .current()
-            .is_some_and(|now| Arc::ptr_eq(&now, enrollment));
-        if !current {
-            return;
-        }
-        tracing::error!(%message, "the relay refused this device's token: uploads stop until `quintctl enroll` runs again; events are kept");
-        self.note(|s| {
+        {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let current = self
+                .current()
+                .is_some_and(|now| Arc::ptr_eq(&now, enrollment));
+            if !current {
+                return;
+            }
             s.revoked = true;
             s.last_error = Some(format!("device revoked — re-enroll ({message})"));
-        });
+        }
+        tracing::error!(%message, "the relay refused this device's token: uploads stop until `quintctl enroll` runs again; events are kept");
     }
 
     /// Waits until the enrollment is replaced (or forever without one).
@@ -230,7 +233,10 @@ impl Backoff {
         let ceiling =
             Duration::from_secs(1u64 << self.failures.min(9).saturating_sub(1)).min(MAX_BACKOFF);
         let jittered = ceiling / 2 + ceiling.mul_f64(fastrand::f64() / 2.0);
-        retry_after.map_or(jittered, |asked| asked.min(MAX_BACKOFF))
+        // A Retry-After of 0 must not become a busy loop.
+        retry_after.map_or(jittered, |asked| {
+            asked.clamp(Duration::from_secs(1), MAX_BACKOFF)
+        })
     }
 
     pub fn reset(&mut self) {

@@ -49,16 +49,21 @@ pub async fn run(daemon: Arc<Daemon>) {
                 continue;
             }
             Ok(Polled::Layer(layer)) => {
-                backoff.reset();
-                known = Some(layer.etag.clone());
-                apply(&daemon, Some(layer)).await;
-                continue;
+                let etag = layer.etag.clone();
+                if apply(&daemon, Some(layer)).await {
+                    backoff.reset();
+                    known = Some(etag);
+                    continue;
+                }
+                backoff.next(None)
             }
             Ok(Polled::NoLayer) => {
-                backoff.reset();
-                known = Some(NO_POLICY_ETAG.into());
-                apply(&daemon, None).await;
-                continue;
+                if apply(&daemon, None).await {
+                    backoff.reset();
+                    known = Some(NO_POLICY_ETAG.into());
+                    continue;
+                }
+                backoff.next(None)
             }
             Err(RelayError::Unauthorized(message)) => {
                 link.revoke(&enrollment, &message);
@@ -107,7 +112,22 @@ async fn poll(
     link.note(|s| s.reachable = Some(true));
     match response.status().as_u16() {
         304 => Ok(Polled::Unchanged),
-        404 => Ok(Polled::NoLayer),
+        // Only the relay's own answer means "no layer": a 404 from a proxy or an older relay
+        // must not wipe the fleet's rules.
+        404 => {
+            let body = response.text().await.unwrap_or_default();
+            let code = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+            if code.as_deref() == Some("not_found") && body.contains("policy") {
+                Ok(Polled::NoLayer)
+            } else {
+                Err(RelayError::Failed(format!(
+                    "404 from {url} that is not the relay's \"no policy\": {}",
+                    body.chars().take(200).collect::<String>()
+                )))
+            }
+        }
         200 => {
             let document: PolicyDocument = response.json().await.map_err(|e| {
                 RelayError::Failed(format!("the relay's policy is not a policy document: {e}"))
@@ -122,8 +142,18 @@ async fn poll(
     }
 }
 
-/// Puts a layer (or none) in force, or records why it was refused.
-async fn apply(daemon: &Arc<Daemon>, layer: Option<TenantLayer>) {
+/// Why a tenant layer is not in force.
+pub enum ApplyError {
+    /// It does not compile here: refused for good (until it changes).
+    Invalid(Vec<quint_policy::PolicyError>),
+    /// It could not be stored: tried again.
+    Storage(String),
+}
+
+/// Puts a layer (or none) in force, or records why it was refused. False when it should be
+/// tried again (storage failed): the poll then asks for the same layer after a backoff
+/// instead of waiting for the next change.
+async fn apply(daemon: &Arc<Daemon>, layer: Option<TenantLayer>) -> bool {
     let etag = layer.as_ref().map(|l| l.etag.clone());
     let applied = {
         let daemon = daemon.clone();
@@ -135,8 +165,9 @@ async fn apply(daemon: &Arc<Daemon>, layer: Option<TenantLayer>) {
                 etag = etag.as_deref().unwrap_or("none"),
                 "tenant policy in force"
             );
+            true
         }
-        Ok(Err(errors)) => {
+        Ok(Err(ApplyError::Invalid(errors))) => {
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
             let message = format!(
                 "tenant policy {} refused, the last good one stays: {}",
@@ -145,7 +176,16 @@ async fn apply(daemon: &Arc<Daemon>, layer: Option<TenantLayer>) {
             );
             tracing::error!(%message);
             daemon.link().note(|s| s.policy_error = Some(message));
+            true
         }
-        Err(e) => tracing::error!(error = %e, "applying the tenant policy panicked"),
+        Ok(Err(ApplyError::Storage(message))) => {
+            tracing::error!(%message, "cannot store the tenant policy; trying again");
+            daemon.link().note(|s| s.policy_error = Some(message));
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "applying the tenant policy panicked");
+            false
+        }
     }
 }

@@ -887,8 +887,10 @@ impl Daemon {
     pub fn apply_tenant_policy(
         &self,
         layer: Option<policy_layers::TenantLayer>,
-    ) -> Result<(), Vec<PolicyError>> {
-        policy_layers::compile_layers(&self.config.policy_dir, layer.as_ref())?;
+    ) -> Result<(), crate::fleet::policy_sync::ApplyError> {
+        use crate::fleet::policy_sync::ApplyError;
+        policy_layers::compile_layers(&self.config.policy_dir, layer.as_ref())
+            .map_err(ApplyError::Invalid)?;
         let path = self.config.tenant_policy_path();
         let stored = match &layer {
             Some(layer) => serde_json::to_vec(layer)
@@ -900,12 +902,10 @@ impl Daemon {
             },
         };
         if let Err(e) = stored {
-            return Err(vec![PolicyError {
-                file: path.display().to_string(),
-                line: None,
-                rule_id: None,
-                message: format!("cannot store the tenant policy: {e}"),
-            }]);
+            return Err(ApplyError::Storage(format!(
+                "cannot store the tenant policy in {}: {e:#}",
+                path.display()
+            )));
         }
         self.reload_policy();
         self.link.note(|s| {

@@ -230,8 +230,14 @@ impl Recorder {
         {
             let mut acknowledge =
                 tx.prepare_cached("UPDATE actions SET upload_state = 1 WHERE seq = ?1")?;
+            // The budget may have removed an event while its batch was on the way: the relay
+            // has it after all, so it is not a drop.
+            let mut delivered = tx.prepare_cached(
+                "UPDATE budget_removals SET uploaded = 1 WHERE seq = ?1 AND uploaded = 0",
+            )?;
             for seq in acknowledged {
                 acknowledge.execute([*seq as i64])?;
+                delivered.execute([*seq as i64])?;
             }
             let mut reject =
                 tx.prepare_cached("UPDATE actions SET upload_state = 2 WHERE seq = ?1")?;

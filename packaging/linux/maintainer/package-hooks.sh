@@ -3,7 +3,7 @@
 # /usr/lib/quint/package-hooks.sh and called with one of:
 #   configure  start quintd, enroll (QUINT_DEPLOY_TOKEN or /etc/quint/enroll-token, with
 #              QUINT_RELAY_URL or /etc/quint/relay-url), install hooks in the managed scope
-#   stop       stop quintd (upgrades: the new version's configure starts it again)
+#   stop       stop quintd (deb upgrades: the new version's configure starts it again)
 #   remove     stop quintd and take Quint's hooks out of the agents' managed settings
 # Purge (state, configuration, logs) is in postrm: this script is gone by then.
 # Works with systemd running and without it (containers, chroots: quintd is started directly,
@@ -34,6 +34,8 @@ start_quintd() {
     else
         stop_quintd
         mkdir -p /run/quint
+        # A socket left by a killed quintd would pass for the new one's.
+        rm -f "$socket"
         nohup /usr/bin/quintd >>/var/log/quintd.log 2>&1 &
         echo "$!" >"$pidfile"
     fi
