@@ -230,8 +230,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 impl Backoff {
     pub fn next(&mut self, retry_after: Option<Duration>) -> Duration {
         self.failures = self.failures.saturating_add(1);
+        // 1, 2, 4 … 256 s, then 512 s capped to 5 minutes.
         let ceiling =
-            Duration::from_secs(1u64 << self.failures.min(9).saturating_sub(1)).min(MAX_BACKOFF);
+            Duration::from_secs(1u64 << self.failures.min(10).saturating_sub(1)).min(MAX_BACKOFF);
         let jittered = ceiling / 2 + ceiling.mul_f64(fastrand::f64() / 2.0);
         // A Retry-After of 0 must not become a busy loop.
         retry_after.map_or(jittered, |asked| {
@@ -282,16 +283,25 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_five_minutes_and_honours_retry_after() {
+        // Jitter is random: many rounds, so a bound that holds only by luck fails here.
+        for _ in 0..200 {
+            let mut backoff = Backoff::default();
+            let waits: Vec<Duration> = (0..12).map(|_| backoff.next(None)).collect();
+            assert!(waits[0] >= Duration::from_millis(500) && waits[0] <= Duration::from_secs(1));
+            assert!(waits[3] >= Duration::from_secs(4) && waits[3] <= Duration::from_secs(8));
+            assert!(waits[8] >= Duration::from_secs(128) && waits[8] <= Duration::from_secs(256));
+            assert!(
+                waits[11] >= MAX_BACKOFF / 2 && waits[11] <= MAX_BACKOFF,
+                "{waits:?}"
+            );
+        }
         let mut backoff = Backoff::default();
-        let waits: Vec<Duration> = (0..12).map(|_| backoff.next(None)).collect();
-        assert!(waits[0] >= Duration::from_millis(500) && waits[0] <= Duration::from_secs(1));
-        assert!(waits[3] >= Duration::from_secs(4) && waits[3] <= Duration::from_secs(8));
-        assert!(waits[11] >= Duration::from_secs(150) && waits[11] <= MAX_BACKOFF);
         assert_eq!(
             backoff.next(Some(Duration::from_secs(7))),
             Duration::from_secs(7)
         );
         assert_eq!(backoff.next(Some(Duration::from_secs(86_400))), MAX_BACKOFF);
+        assert_eq!(backoff.next(Some(Duration::ZERO)), Duration::from_secs(1));
         backoff.reset();
         assert!(backoff.next(None) <= Duration::from_secs(1));
     }
