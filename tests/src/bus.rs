@@ -71,11 +71,7 @@ impl Moto {
     }
 
     fn sqs(&self, action: &str, body: Value) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = crate::http_agent(Duration::from_secs(30));
         let mut response = agent
             .post(&self.endpoint)
             .header("X-Amz-Target", &format!("AmazonSQS.{action}"))

@@ -182,6 +182,18 @@ impl QuintEnv {
         reply["result"].clone()
     }
 
+    /// `quintctl enroll --relay URL --token TOKEN --json`, which must succeed; its answer.
+    pub fn enroll(&self, relay_url: &str, token: &str) -> serde_json::Value {
+        let output = self.ctl(&["enroll", "--relay", relay_url, "--token", token, "--json"]);
+        assert!(
+            output.status.success(),
+            "enroll failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.daemon_log()
+        );
+        stdout_json(&output)
+    }
+
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("quintd.log")).unwrap_or_default()
     }
@@ -324,4 +336,14 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
         return 0.0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// An HTTP client that returns error statuses as answers, not errors, and gives up after
+/// `timeout`.
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
 }

@@ -276,11 +276,7 @@ impl Relay {
         body: Option<Vec<u8>>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = crate::http_agent(Duration::from_secs(60));
         let url = format!("{}{path}", self.base_url);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(token) = token {
@@ -312,7 +308,8 @@ impl Relay {
     }
 
     /// Deploy token → enrolled device token.
-    pub fn enroll(&self, tenant: &Tenant, hostname: &str) -> Device {
+    /// A new deploy token of the tenant (`qdt_…`).
+    pub fn deploy_token(&self, tenant: &Tenant) -> String {
         let token = self.call(
             "POST",
             "/v1/deploy-tokens",
@@ -320,14 +317,16 @@ impl Relay {
             Some(&serde_json::json!({"name": "fleet"})),
         );
         assert_eq!(token.status, 201, "{}", token.text);
+        token.json["token"].as_str().unwrap().to_string()
+    }
+
+    pub fn enroll(&self, tenant: &Tenant, hostname: &str) -> Device {
+        let token = self.deploy_token(tenant);
         let enrolled = self.call(
             "POST",
             "/v1/enroll",
             None,
-            Some(&enroll_body(
-                token.json["token"].as_str().unwrap(),
-                hostname,
-            )),
+            Some(&enroll_body(&token, hostname)),
         );
         assert_eq!(enrolled.status, 201, "{}", enrolled.text);
         Device {

@@ -5,38 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use quint_e2e::relay::{Relay, Tenant};
+use quint_e2e::relay::Relay;
 use quint_e2e::{claude_pre_tool_use, stdout_json, QuintEnv};
 use serde_json::{json, Value};
-
-fn deploy_token(relay: &Relay, tenant: &Tenant) -> String {
-    let token = relay.call(
-        "POST",
-        "/v1/deploy-tokens",
-        Some(&tenant.api_key),
-        Some(&json!({"name": "laptops"})),
-    );
-    assert_eq!(token.status, 201, "{}", token.text);
-    token.json["token"].as_str().unwrap().to_string()
-}
-
-fn enroll(env: &QuintEnv, relay: &Relay, token: &str) -> Value {
-    let output = env.ctl(&[
-        "enroll",
-        "--relay",
-        &relay.base_url,
-        "--token",
-        token,
-        "--json",
-    ]);
-    assert!(
-        output.status.success(),
-        "enroll failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        env.daemon_log()
-    );
-    stdout_json(&output)
-}
 
 fn status(env: &QuintEnv) -> Value {
     stdout_json(&env.ctl(&["status", "--json"]))["daemon"]["relay"].clone()
@@ -105,8 +76,8 @@ fn hook_events_reach_the_tenant_api_under_this_device_shaped_and_redacted() {
     ]);
     assert!(String::from_utf8_lossy(&plain.stderr).contains("use https"));
 
-    let token = deploy_token(&relay, &acme);
-    let enrolled = enroll(&env, &relay, &token);
+    let token = relay.deploy_token(&acme);
+    let enrolled = env.enroll(&relay.base_url, &token);
     assert_eq!(enrolled["tenant_id"], acme.tenant_id.as_str());
     let device_id = enrolled["device_id"].as_str().unwrap().to_string();
     let stored = std::fs::metadata(env.state_dir.join("enrollment.json")).unwrap();
@@ -204,7 +175,7 @@ fn hook_events_reach_the_tenant_api_under_this_device_shaped_and_redacted() {
     assert_eq!(rejected, 1, "the relay's reason is kept");
 
     // A revoked deploy token (read from a file this time) is refused with the relay's reason.
-    let second = deploy_token(&relay, &acme);
+    let second = relay.deploy_token(&acme);
     let tokens = relay.call("GET", "/v1/deploy-tokens", Some(&acme.api_key), None);
     let id = tokens.json["items"]
         .as_array()
@@ -248,8 +219,8 @@ fn a_revoked_device_keeps_its_events_and_delivers_them_after_re_enrolling() {
     let acme = relay.create_tenant("Acme");
     let env = QuintEnv::new();
     let _daemon = env.start_daemon();
-    let token = deploy_token(&relay, &acme);
-    let first = enroll(&env, &relay, &token)["device_id"]
+    let token = relay.deploy_token(&acme);
+    let first = env.enroll(&relay.base_url, &token)["device_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -282,7 +253,7 @@ fn a_revoked_device_keeps_its_events_and_delivers_them_after_re_enrolling() {
     );
     assert_eq!(stored_actions(&relay, &first).len(), 1);
 
-    let second = enroll(&env, &relay, &token)["device_id"]
+    let second = env.enroll(&relay.base_url, &token)["device_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -302,8 +273,8 @@ fn a_tenant_policy_change_reaches_hook_decisions_within_5_seconds() {
     let acme = relay.create_tenant("Acme");
     let env = QuintEnv::new();
     let _daemon = env.start_daemon();
-    let token = deploy_token(&relay, &acme);
-    enroll(&env, &relay, &token);
+    let token = relay.deploy_token(&acme);
+    env.enroll(&relay.base_url, &token);
     assert_eq!(bash(&env, "sess-policy", "echo fleet-forbidden"), "allow");
     // Let the policy poll settle into its long wait.
     std::thread::sleep(Duration::from_secs(1));
@@ -440,7 +411,7 @@ fn past_the_disk_budget_only_allow_decisions_are_dropped_and_status_and_relay_co
         "{human}"
     );
 
-    let device_id = enroll(&env, &relay, &deploy_token(&relay, &acme))["device_id"]
+    let device_id = env.enroll(&relay.base_url, &relay.deploy_token(&acme))["device_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -541,7 +512,7 @@ fn doctor_names_each_problem_with_its_fix() {
         "{}",
         String::from_utf8_lossy(&installed.stderr)
     );
-    enroll(&env, &relay, &deploy_token(&relay, &acme));
+    env.enroll(&relay.base_url, &relay.deploy_token(&acme));
     let (code, pairs, checks) = doctor(&env);
     assert_eq!(code, 0, "{checks}");
     for name in [

@@ -55,28 +55,10 @@ fn twenty_thousand_events_survive_kill_9_a_relay_outage_and_a_postgres_restart()
     let mut relay = Relay::prepare_on(&postgres.url());
     relay.serve(&[]);
     let acme = relay.create_tenant("Acme");
-    let token = relay.call(
-        "POST",
-        "/v1/deploy-tokens",
-        Some(&acme.api_key),
-        Some(&json!({"name": "chaos"})),
-    );
+    let token = relay.deploy_token(&acme);
     let env = QuintEnv::new();
     let mut daemon = env.start_daemon();
-    let enrolled = env.ctl(&[
-        "enroll",
-        "--relay",
-        &relay.base_url,
-        "--token",
-        token.json["token"].as_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        enrolled.status.success(),
-        "{}",
-        String::from_utf8_lossy(&enrolled.stderr)
-    );
-    let device_id = stdout_json(&enrolled)["device_id"]
+    let device_id = env.enroll(&relay.base_url, &token)["device_id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -106,16 +106,7 @@ fn packages() -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn build_packages() -> (std::path::PathBuf, std::path::PathBuf) {
-    let output = Command::new(repository().join("scripts/package.sh"))
-        .arg("--debug")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let listed = String::from_utf8_lossy(&output.stdout).to_string();
+    let listed = run(Command::new(repository().join("scripts/package.sh")).arg("--debug"));
     let find = |suffix: &str| {
         listed
             .lines()
@@ -134,14 +125,16 @@ fn tool_missing(tool: &str) -> bool {
     missing
 }
 
+/// Runs a command that must succeed (what it printed is in the failure); its stdout.
 fn run(command: &mut Command) -> String {
     let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
-        "{command:?}: {}",
+        "{command:?}: {stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).to_string()
+    stdout
 }
 
 /// Each entry: (path, mode string, owner) as the package lists it.
@@ -223,16 +216,9 @@ fn the_deb_and_rpm_hold_the_right_files_modes_owners_and_checked_scripts() {
     .iter()
     .map(|s| maintainer.join(s))
     .collect();
-    let checked = Command::new("shellcheck")
+    run(Command::new("shellcheck")
         .args(["--shell=sh", "--severity=style"])
-        .args(&scripts)
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stdout)
-    );
+        .args(&scripts));
 }
 
 /// Installs, removes and purges the .deb in a private mount namespace whose /etc, /usr, /var and
@@ -283,12 +269,7 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
     let (deb, _) = packages();
     let relay = quint_e2e::relay::Relay::start();
     let acme = relay.create_tenant("Acme");
-    let token = relay.call(
-        "POST",
-        "/v1/deploy-tokens",
-        Some(&acme.api_key),
-        Some(&serde_json::json!({"name": "package"})),
-    );
+    let token = relay.deploy_token(&acme);
     let top = tempfile::tempdir().unwrap();
     // The shipped configuration, without the machine-wide collectors (the tests' own
     // processes are not agents to watch).
@@ -309,7 +290,7 @@ fn installing_the_deb_without_systemd_enrolls_and_removing_it_leaves_nothing_run
         .arg(top.path())
         .arg(&deb)
         .arg(repository().join("packaging/install.sh"))
-        .env("QUINT_DEPLOY_TOKEN", token.json["token"].as_str().unwrap())
+        .env("QUINT_DEPLOY_TOKEN", &token)
         .env("QUINT_RELAY_URL", &relay.base_url)
         .env("QUINT_CONFIG", &config)
         .env_remove("QUINT_STATE_DIR")
@@ -444,17 +425,10 @@ print("ok")
 #[test]
 fn the_macos_launch_daemon_and_profile_are_valid_and_the_install_scripts_pass_shellcheck() {
     let macos = repository().join("packaging/macos");
-    let output = Command::new("python3")
+    run(Command::new("python3")
         .args(["-c", PLIST_CHECK])
         .arg(macos.join("com.quint.quintd.plist"))
-        .arg(macos.join("quint.mobileconfig"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .arg(macos.join("quint.mobileconfig")));
     // The postinstall reads the very keys the profile sets.
     let postinstall = std::fs::read_to_string(macos.join("scripts/postinstall")).unwrap();
     for key in ["com.quint.agent", "RelayURL", "DeployToken"] {
@@ -463,18 +437,11 @@ fn the_macos_launch_daemon_and_profile_are_valid_and_the_install_scripts_pass_sh
     if tool_missing("shellcheck") {
         return;
     }
-    let checked = Command::new("shellcheck")
+    run(Command::new("shellcheck")
         .arg("--severity=style")
         .arg(macos.join("scripts/preinstall"))
         .arg(macos.join("scripts/postinstall"))
         .arg(macos.join("build-pkg.sh"))
         .arg(repository().join("packaging/install.sh"))
-        .arg(repository().join("scripts/package.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stdout)
-    );
+        .arg(repository().join("scripts/package.sh")));
 }

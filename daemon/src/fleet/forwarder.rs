@@ -62,13 +62,7 @@ pub async fn run(daemon: Arc<Daemon>) {
     // Halved after a 413, back to the full size after a success.
     let mut max_events = MAX_EVENTS;
     loop {
-        let enrollment = match link.current() {
-            Some(enrollment) if !link.revoked() => enrollment,
-            _ => {
-                Link::enrollment_changed(&mut enrollments).await;
-                continue;
-            }
-        };
+        let enrollment = link.active(&mut enrollments).await;
         let batch = {
             let reader = reader.clone();
             tokio::task::spawn_blocking(move || {

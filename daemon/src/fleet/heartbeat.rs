@@ -14,13 +14,7 @@ pub async fn run(daemon: Arc<Daemon>) {
     let link = daemon.link();
     let mut enrollments = link.subscribe();
     loop {
-        let enrollment = match link.current() {
-            Some(enrollment) if !link.revoked() => enrollment,
-            _ => {
-                Link::enrollment_changed(&mut enrollments).await;
-                continue;
-            }
-        };
+        let enrollment = link.active(&mut enrollments).await;
         match daemon.health().await {
             Ok(health) => {
                 let sent = link

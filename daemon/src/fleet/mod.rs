@@ -152,6 +152,19 @@ impl Link {
         tracing::error!(%message, "the relay refused this device's token: uploads stop until `quintctl enroll` runs again; events are kept");
     }
 
+    /// The enrollment to work with: waits while there is none, or while it is revoked.
+    async fn active(
+        &self,
+        receiver: &mut watch::Receiver<Option<Arc<Enrollment>>>,
+    ) -> Arc<Enrollment> {
+        loop {
+            match self.current() {
+                Some(enrollment) if !self.revoked() => return enrollment,
+                _ => Link::enrollment_changed(receiver).await,
+            }
+        }
+    }
+
     /// Waits until the enrollment is replaced (or forever without one).
     async fn enrollment_changed(receiver: &mut watch::Receiver<Option<Arc<Enrollment>>>) {
         if receiver.changed().await.is_err() {

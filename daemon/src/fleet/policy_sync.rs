@@ -31,13 +31,7 @@ pub async fn run(daemon: Arc<Daemon>) {
     // The ETag last seen, in force or refused: the poll waits for the next change from it.
     let mut known = daemon.tenant_policy_etag();
     loop {
-        let enrollment = match link.current() {
-            Some(enrollment) if !link.revoked() => enrollment,
-            _ => {
-                Link::enrollment_changed(&mut enrollments).await;
-                continue;
-            }
-        };
+        let enrollment = link.active(&mut enrollments).await;
         let url = enrollment.endpoint(&format!("/v1/policy?wait={WAIT_SECONDS}"));
         let polled = tokio::select! {
             polled = poll(link, &url, &enrollment.device_token, known.as_deref()) => polled,

@@ -384,20 +384,13 @@ fn run_writer(
                 continue;
             }
             WriterMessage::Shutdown => break,
-            WriterMessage::Ping(reply) => {
-                let _ = reply.send(());
-                continue;
-            }
             WriterMessage::EnforceBudget => {
                 budget_checked = Instant::now();
                 enforce_budget(&mut recorder, budget_bytes, &mut over_budget_warned);
                 continue;
             }
-            WriterMessage::Uploaded(outcome, reply) => {
-                let marked = recorder
-                    .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(marked);
+            other => {
+                answer_at_once(&mut recorder, other);
                 continue;
             }
         }
@@ -413,15 +406,7 @@ fn run_writer(
                     break;
                 }
                 Ok(WriterMessage::Checkpoint | WriterMessage::EnforceBudget) => {}
-                Ok(WriterMessage::Ping(reply)) => {
-                    let _ = reply.send(());
-                }
-                Ok(WriterMessage::Uploaded(outcome, reply)) => {
-                    let marked = recorder
-                        .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
-                        .map_err(|e| e.to_string());
-                    let _ = reply.send(marked);
-                }
+                Ok(other) => answer_at_once(&mut recorder, other),
                 Err(_) => break,
             }
         }
@@ -463,6 +448,23 @@ fn run_writer(
     }
     if let Err(e) = recorder.checkpoint() {
         tracing::error!(error = %e, "cannot sign the final audit checkpoint");
+    }
+}
+
+/// The requests answered wherever they arrive, even while a batch is being gathered: the
+/// watchdog's ping and the forwarder's upload marks. Other messages are not expected here.
+fn answer_at_once(recorder: &mut Recorder, message: WriterMessage) {
+    match message {
+        WriterMessage::Ping(reply) => {
+            let _ = reply.send(());
+        }
+        WriterMessage::Uploaded(outcome, reply) => {
+            let marked = recorder
+                .mark_uploaded(&outcome.acknowledged, &outcome.rejected)
+                .map_err(|e| e.to_string());
+            let _ = reply.send(marked);
+        }
+        _ => {}
     }
 }
 
@@ -616,18 +618,18 @@ impl Daemon {
 
     async fn status(&self) -> anyhow::Result<DaemonStatus> {
         let database = self.config.database_path();
-        let (decisions, pending, sessions) =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let conn = open_reader(&database)?;
-                let since = (chrono::Utc::now() - chrono::Duration::minutes(30))
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                Ok((
-                    outbox::decision_counts(&conn)?,
-                    outbox::pending_count(&conn)?,
-                    outbox::sessions_since(&conn, &since)?,
-                ))
-            })
-            .await??;
+        let (decisions, sessions) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let conn = open_reader(&database)?;
+            let since = (chrono::Utc::now() - chrono::Duration::minutes(30))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            Ok((
+                outbox::decision_counts(&conn)?,
+                outbox::sessions_since(&conn, &since)?,
+            ))
+        })
+        .await??;
+        // The link's numbers come from the outbox too: pending is counted once, there.
+        let relay = self.link_status().await?;
         let loaded = self.current_policy();
         let errors = self
             .policy_errors
@@ -637,7 +639,6 @@ impl Daemon {
             .map(ToString::to_string)
             .collect();
         let config = &self.config;
-        let relay = self.link_status().await?;
         Ok(DaemonStatus {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
@@ -656,7 +657,7 @@ impl Daemon {
                 errors,
             },
             outbox: OutboxStatus {
-                pending,
+                pending: relay.pending,
                 recorded: decisions.values().sum(),
                 audit_head_seq: *self.head.borrow(),
                 spooled: spool::pending(&config.spool_dir()),

@@ -20,65 +20,37 @@ use std::time::{Duration, Instant};
 use quint_e2e::percentile;
 use serde_json::{json, Value};
 
+#[derive(clap::Parser)]
 struct Args {
+    #[arg(long)]
     relay: String,
+    #[arg(long)]
     api_key: String,
+    /// Through quintd: the socket of a quintd enrolled with the relay.
+    #[arg(long, required_unless_present = "direct", conflicts_with = "direct")]
     socket: Option<String>,
+    /// Straight to the relay: each hook call uploads its event with `--device-token`.
+    #[arg(long, requires = "device_token")]
+    direct: bool,
+    #[arg(long)]
     device_token: Option<String>,
+    /// Concurrent hooks in the throughput run.
+    #[arg(long, default_value_t = 8)]
     hooks: usize,
+    #[arg(long, default_value_t = 20_000)]
     events: usize,
+    /// Events of the paced latency run, and their rate per second.
+    #[arg(long, default_value_t = 400)]
     latency_events: usize,
+    #[arg(long, default_value_t = 20.0)]
     latency_rate: f64,
+    /// Printed before the results.
+    #[arg(long, default_value = "")]
     label: String,
 }
 
-fn parse_args() -> Args {
-    let mut args = Args {
-        relay: String::new(),
-        api_key: String::new(),
-        socket: None,
-        device_token: None,
-        hooks: 8,
-        events: 20_000,
-        latency_events: 400,
-        latency_rate: 20.0,
-        label: String::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--relay" => args.relay = value(),
-            "--api-key" => args.api_key = value(),
-            "--socket" => args.socket = Some(value()),
-            "--direct" => {}
-            "--device-token" => args.device_token = Some(value()),
-            "--hooks" => args.hooks = value().parse().expect("--hooks N"),
-            "--events" => args.events = value().parse().expect("--events N"),
-            "--latency-events" => args.latency_events = value().parse().expect("N"),
-            "--latency-rate" => args.latency_rate = value().parse().expect("EVENTS_PER_S"),
-            "--label" => args.label = value(),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    assert!(
-        !args.relay.is_empty() && !args.api_key.is_empty(),
-        "--relay and --api-key are required"
-    );
-    assert!(
-        args.socket.is_some() != args.device_token.is_some(),
-        "give --socket (through quintd) or --direct --device-token (straight to the relay)"
-    );
-    args
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
+/// Uploads and listings wait at most a minute.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn event(session: &str, n: usize) -> Value {
     let mut e = quint_e2e::relay::event(
@@ -101,10 +73,12 @@ impl Hook {
     fn new(args: &Args) -> Hook {
         match (&args.socket, &args.device_token) {
             (Some(socket), _) => Hook::Quintd(socket.clone()),
-            (None, Some(token)) => {
-                Hook::Direct(agent(), format!("{}/v1/ingest", args.relay), token.clone())
-            }
-            _ => unreachable!("checked in parse_args"),
+            (None, Some(token)) => Hook::Direct(
+                quint_e2e::http_agent(HTTP_TIMEOUT),
+                format!("{}/v1/ingest", args.relay),
+                token.clone(),
+            ),
+            _ => unreachable!("clap requires --socket or --direct --device-token"),
         }
     }
 
@@ -172,7 +146,7 @@ fn millis(values: &mut [f64]) -> String {
 }
 
 fn main() {
-    let args = Arc::new(parse_args());
+    let args = Arc::new(<Args as clap::Parser>::parse());
     let mode = if args.socket.is_some() {
         "quintd"
     } else {
@@ -181,7 +155,7 @@ fn main() {
     let run = format!("{mode}-{}", std::process::id());
 
     // Throughput: concurrent hooks, then wait until the tenant API counts everything.
-    let http = agent();
+    let http = quint_e2e::http_agent(HTTP_TIMEOUT);
     let started = Instant::now();
     let answers = Arc::new(Mutex::new(Vec::with_capacity(args.events)));
     let threads: Vec<_> = (0..args.hooks)
@@ -223,7 +197,7 @@ fn main() {
         let (args, seen, done, session) =
             (args.clone(), seen.clone(), done.clone(), session.clone());
         move || {
-            let http = agent();
+            let http = quint_e2e::http_agent(HTTP_TIMEOUT);
             let url = format!("{}/v1/actions?session={session}&limit=100", args.relay);
             while !done.load(Ordering::SeqCst) {
                 let listed = get(&http, &url, &args.api_key);

@@ -54,13 +54,8 @@ fn parse_args() -> Args {
     args
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
+/// Uploads and listings wait at most a minute.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
     let mut request = ureq::http::Request::builder()
@@ -105,7 +100,7 @@ fn event(device: usize, n: u64) -> Value {
 }
 
 fn enroll_devices(args: &Args) -> Vec<String> {
-    let agent = agent();
+    let agent = quint_e2e::http_agent(HTTP_TIMEOUT);
     let (status, token) = post(
         &agent,
         &format!("{}/v1/deploy-tokens", args.relay),
@@ -154,7 +149,7 @@ fn main() {
             let batch = args.batch;
             let (rate, devices) = (args.rate, args.devices);
             std::thread::spawn(move || {
-                let agent = agent();
+                let agent = quint_e2e::http_agent(HTTP_TIMEOUT);
                 let mut db = database.map(|url| {
                     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
                     // The device's tenant, found the way the relay does.
